@@ -1,0 +1,165 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Exact search over 100k and 1M random 128-d embeddings (norm 1.3, like the
+//! real model), threshold 0.6: the in-memory [`FaceMatrix`] directly, and
+//! [`SledStore`] for 100k.
+//!
+//! `cargo bench -p facerec-benches --bench search`; medians are in
+//! `target/criterion/search/*/new/estimates.json`. Also prints the memory
+//! used per face beyond the embedding (RSS delta and computed heap bytes).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use facerec_store::{FaceMatrix, FaceRecord, FaceStore, SledStore, StoreConfig};
+
+const DIMS: usize = 128;
+const NORM: f32 = 1.3;
+const THRESHOLD: f32 = 0.6;
+const MODEL: &str = "bench-model";
+
+/// splitmix64: a small deterministic PRNG.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    /// A random direction scaled to `NORM`.
+    fn embedding(&mut self) -> Vec<f32> {
+        // sum of three uniforms: roughly Gaussian, so directions are spread
+        let mut v: Vec<f32> = (0..DIMS)
+            .map(|_| self.next_f32() + self.next_f32() + self.next_f32())
+            .collect();
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x *= NORM / n);
+        v
+    }
+
+    /// A 24-character token like the API layer's.
+    fn token(&mut self) -> String {
+        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-";
+        (0..24)
+            .map(|_| ALPHABET[(self.next_u64() % 64) as usize] as char)
+            .collect()
+    }
+}
+
+/// A query near face number `near` (so the result is not always empty).
+fn query_near(v: &[f32], rng: &mut Rng) -> Vec<f32> {
+    v.iter().map(|x| x + 0.02 * rng.next_f32()).collect()
+}
+
+fn rss_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn build_matrix(n: usize, seed: u64) -> (FaceMatrix, Vec<f32>) {
+    let mut rng = Rng(seed);
+    let started = Instant::now();
+    let rss0 = rss_bytes();
+    let mut m = FaceMatrix::with_capacity(DIMS, n);
+    let mut query = Vec::new();
+    for i in 0..n {
+        let v = rng.embedding();
+        if i == n / 3 {
+            query = query_near(&v, &mut rng);
+        }
+        let token = rng.token();
+        m.upsert(&token, &format!("person {i}"), &v).unwrap();
+    }
+    let rss1 = rss_bytes();
+    let embedding_bytes = DIMS * 4;
+    let heap = m.heap_bytes();
+    eprintln!(
+        "matrix of {n} faces built in {:.1?}: heap {} MB computed = {} bytes/face, {} over the embedding",
+        started.elapsed(),
+        heap >> 20,
+        heap / n,
+        heap / n - embedding_bytes
+    );
+    if let (Some(a), Some(b)) = (rss0, rss1) {
+        let per = b.saturating_sub(a) / n;
+        eprintln!(
+            "  RSS delta {} MB = {per} bytes/face, {} over the embedding (nproc {})",
+            b.saturating_sub(a) >> 20,
+            per.saturating_sub(embedding_bytes),
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+    }
+    (m, query)
+}
+
+fn matrix_search(c: &mut Criterion) {
+    let mut group = c.benchmark_group("search");
+    for (label, n) in [("100k", 100_000usize), ("1M", 1_000_000)] {
+        let (m, query) = build_matrix(n, 0xFACE + n as u64);
+        let hits = m.search(&query, THRESHOLD, None).unwrap();
+        eprintln!("  {label}: {} match(es) below {THRESHOLD}", hits.len());
+        assert!(!hits.is_empty());
+        if n >= 1_000_000 {
+            group.sample_size(20);
+            group.measurement_time(Duration::from_secs(8));
+        }
+        group.bench_function(format!("matrix_{label}"), |b| {
+            b.iter(|| black_box(m.search(black_box(&query), THRESHOLD, None).unwrap()))
+        });
+        group.bench_function(format!("matrix_{label}_top1"), |b| {
+            b.iter(|| black_box(m.search(black_box(&query), THRESHOLD, Some(1)).unwrap()))
+        });
+    }
+    group.finish();
+}
+
+fn sled_search(c: &mut Criterion) {
+    let n = 100_000;
+    let dir = std::env::temp_dir().join(format!("facerec-bench-search-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SledStore::open(&dir, StoreConfig::new(MODEL, DIMS)).unwrap();
+    let mut rng = Rng(0x5EED);
+    let started = Instant::now();
+    let mut query = Vec::new();
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..n {
+        let v = rng.embedding();
+        if i == n / 2 {
+            query = query_near(&v, &mut rng);
+        }
+        let token = rng.token();
+        batch.push(FaceRecord::new(token, format!("person {i}"), v, MODEL));
+        if batch.len() == 10_000 {
+            store.add_many("bench", std::mem::take(&mut batch)).unwrap();
+        }
+    }
+    eprintln!("sled store of {n} faces written in {:.1?}", started.elapsed());
+    drop(store);
+    let started = Instant::now();
+    let store = SledStore::open(&dir, StoreConfig::new(MODEL, DIMS)).unwrap();
+    eprintln!(
+        "  reopened (matrix rebuilt from sled) in {:.1?}; matrix {} bytes/face",
+        started.elapsed(),
+        store.matrix_bytes() / n
+    );
+    let mut group = c.benchmark_group("search");
+    group.bench_function("sled_100k", |b| {
+        b.iter(|| black_box(store.search("bench", black_box(&query), THRESHOLD, None).unwrap()))
+    });
+    group.finish();
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, matrix_search, sled_search);
+criterion_main!(benches);

@@ -1,0 +1,279 @@
+//! The JSON bodies of successful answers. Field names are the original API's, typos
+//! included (`sucess`, `face_neme`, `distant`), each next to its corrected twin.
+
+use actix_web::HttpResponse;
+use facerec_store::{FaceSetInfo, FaceSummary, Match};
+use serde::Serialize;
+
+use crate::service::{Comparison, DetectedFace, FaceSetPage, Readiness, SearchOutcome};
+
+/// `{"sucess": true, "success": true, ...body}`.
+#[derive(Debug, Serialize)]
+struct Reply<T> {
+    sucess: bool,
+    success: bool,
+    #[serde(flatten)]
+    body: T,
+}
+
+/// 200 with `body` and both success flags.
+pub(crate) fn ok<T: Serialize>(body: T) -> HttpResponse {
+    HttpResponse::Ok().json(Reply {
+        sucess: true,
+        success: true,
+        body,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct FaceDto {
+    face_token: String,
+    face_name: String,
+    top_left: [f32; 2],
+    bottom_right: [f32; 2],
+    score: f32,
+    landmarks: [[f32; 2]; 5],
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct DetectReply {
+    face_num: usize,
+    faces: Vec<FaceDto>,
+}
+
+impl From<Vec<DetectedFace>> for DetectReply {
+    fn from(faces: Vec<DetectedFace>) -> Self {
+        let faces: Vec<FaceDto> = faces
+            .into_iter()
+            .map(|f| FaceDto {
+                face_token: f.token,
+                face_name: f.crop,
+                top_left: [f.bbox.x1, f.bbox.y1],
+                bottom_right: [f.bbox.x2, f.bbox.y2],
+                score: f.score,
+                landmarks: f.landmarks,
+            })
+            .collect();
+        Self {
+            face_num: faces.len(),
+            faces,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct AddFaceReply {
+    pub(crate) face_token: String,
+    pub(crate) face_neme: String,
+    pub(crate) face_name: String,
+    pub(crate) face_set: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct RemoveFaceReply {
+    pub(crate) face_token: String,
+    pub(crate) face_name: String,
+    pub(crate) face_set: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct MatchDto {
+    face_token: String,
+    distant: f32,
+    distance: f32,
+    face_name: String,
+}
+
+impl From<Match> for MatchDto {
+    fn from(m: Match) -> Self {
+        Self {
+            face_token: m.token,
+            distant: m.distance,
+            distance: m.distance,
+            face_name: m.name,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct SearchReply {
+    face_token: String,
+    face_set: String,
+    threshold: String,
+    cmp_result: Vec<MatchDto>,
+}
+
+impl SearchReply {
+    pub(crate) fn new(outcome: SearchOutcome, face_set: String, threshold: String) -> Self {
+        Self {
+            face_token: outcome.token,
+            face_set,
+            threshold,
+            cmp_result: outcome.matches.into_iter().map(MatchDto::from).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct CompareReply {
+    face_token_a: String,
+    face_token_b: String,
+    distance: f32,
+    threshold: f32,
+    same_person: bool,
+}
+
+impl From<Comparison> for CompareReply {
+    fn from(c: Comparison) -> Self {
+        Self {
+            same_person: c.distance < c.threshold,
+            face_token_a: c.token_a,
+            face_token_b: c.token_b,
+            distance: c.distance,
+            threshold: c.threshold,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct FaceSetDto {
+    face_set: String,
+    face_num: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct FaceSetsReply {
+    face_sets: Vec<FaceSetDto>,
+}
+
+impl From<Vec<FaceSetInfo>> for FaceSetsReply {
+    fn from(sets: Vec<FaceSetInfo>) -> Self {
+        Self {
+            face_sets: sets
+                .into_iter()
+                .map(|s| FaceSetDto {
+                    face_set: s.name,
+                    face_num: s.count,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct FaceSummaryDto {
+    face_token: String,
+    face_name: String,
+    created_at: String,
+    created_unix_ms: u64,
+}
+
+impl From<FaceSummary> for FaceSummaryDto {
+    fn from(f: FaceSummary) -> Self {
+        Self {
+            created_at: rfc3339_utc(f.created_unix_ms),
+            face_token: f.token,
+            face_name: f.name,
+            created_unix_ms: f.created_unix_ms,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct FaceSetReply {
+    face_set: String,
+    face_num: usize,
+    offset: usize,
+    limit: usize,
+    faces: Vec<FaceSummaryDto>,
+}
+
+impl FaceSetReply {
+    pub(crate) fn new(page: FaceSetPage, face_set: String, offset: usize, limit: usize) -> Self {
+        Self {
+            face_set,
+            face_num: page.total,
+            offset,
+            limit,
+            faces: page.faces.into_iter().map(FaceSummaryDto::from).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct HealthReply {
+    pub(crate) status: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ReadyReply {
+    status: &'static str,
+    model: String,
+    dims: usize,
+    threshold: f32,
+    face_sets: usize,
+    face_tokens: usize,
+}
+
+impl From<Readiness> for ReadyReply {
+    fn from(r: Readiness) -> Self {
+        Self {
+            status: "ready",
+            model: r.model.id,
+            dims: r.model.dims,
+            threshold: r.model.threshold,
+            face_sets: r.face_sets,
+            face_tokens: r.tokens,
+        }
+    }
+}
+
+/// `ms` since the Unix epoch as RFC 3339 UTC with milliseconds, e.g.
+/// `2023-11-14T22:13:20.000Z` (civil-from-days, H. Hinnant).
+pub(crate) fn rfc3339_utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_utc(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339_utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_utc(4_102_444_799_000), "2099-12-31T23:59:59.000Z");
+    }
+
+    #[test]
+    fn replies_carry_both_success_flags() {
+        let r = serde_json::to_value(Reply {
+            sucess: true,
+            success: true,
+            body: HealthReply { status: "ok" },
+        })
+        .unwrap();
+        assert_eq!(
+            r,
+            serde_json::json!({"sucess": true, "success": true, "status": "ok"})
+        );
+    }
+}

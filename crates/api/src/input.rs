@@ -1,0 +1,734 @@
+//! Request parameters: read from the query string and from a urlencoded or multipart body,
+//! with every limit enforced while the body streams in, then validated into typed inputs.
+//!
+//! Parameters may come from the query string (GET) or from form fields (POST, urlencoded or
+//! multipart); when one is given twice the first wins, the query string first. Image uploads
+//! are multipart file fields. Unknown fields are drained without being stored.
+
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use actix_multipart::{Field, Multipart};
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
+use actix_web::http::header;
+use actix_web::web::{Bytes, BytesMut, Data, Query};
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use futures_util::{Stream, StreamExt};
+
+use crate::{ApiError, FaceService, Limits};
+
+/// Default face set.
+pub(crate) const DEFAULT_FACE_SET: &str = "default";
+/// Name given to a face enrolled without one.
+pub(crate) const DEFAULT_FACE_NAME: &str = "unknown";
+/// Largest accepted search threshold: raw embedding distances of the default model stay
+/// below about 3, so anything above matches every face already.
+pub(crate) const MAX_THRESHOLD: f32 = 4.0;
+/// Largest `top_k`.
+pub(crate) const MAX_TOP_K: usize = 10_000;
+/// Default and largest page size of `/faceset`.
+pub(crate) const DEFAULT_PAGE: usize = 100;
+/// Largest page size of `/faceset`.
+pub(crate) const MAX_PAGE: usize = 1_000;
+
+/// The parameters one endpoint reads.
+#[derive(Debug)]
+pub(crate) struct ParamSpec {
+    /// Text parameters.
+    pub(crate) text: &'static [&'static str],
+    /// Image uploads (multipart file fields).
+    pub(crate) files: &'static [&'static str],
+}
+
+/// Raw parameters, before validation.
+#[derive(Debug, Default)]
+pub(crate) struct Params {
+    text: Vec<(String, String)>,
+    files: Vec<(String, Bytes)>,
+}
+
+impl Params {
+    /// A text parameter; an empty value counts as absent.
+    fn text(&self, name: &str) -> Option<&str> {
+        self.text
+            .iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn required(&self, name: &'static str) -> Result<&str, ApiError> {
+        self.text(name).ok_or(ApiError::MissingArgument { name })
+    }
+
+    fn file(&self, name: &str) -> Option<Bytes> {
+        self.files
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.text.iter().any(|(k, _)| k == name) || self.files.iter().any(|(k, _)| k == name)
+    }
+
+    fn push_text(&mut self, name: String, value: String) {
+        if !self.has(&name) {
+            self.text.push((name, value));
+        }
+    }
+}
+
+/// An input read and validated from the request, ready for the service.
+pub(crate) trait FromParams: Sized {
+    /// What to read.
+    const SPEC: ParamSpec;
+    /// Validates the raw parameters.
+    fn from_params(params: Params) -> Result<Self, ApiError>;
+}
+
+/// Extractor of a validated input: `Valid(input): Valid<SearchInput>`.
+#[derive(Debug)]
+pub(crate) struct Valid<T>(pub(crate) T);
+
+impl<T: FromParams + 'static> FromRequest for Valid<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            let limits = req
+                .app_data::<Data<FaceService>>()
+                .map(|s| s.limits().clone())
+                .unwrap_or_default();
+            let params = read_params(&req, payload, &T::SPEC, &limits).await?;
+            T::from_params(params).map(Valid)
+        })
+    }
+}
+
+/// What kind of body a request has.
+enum Body {
+    None,
+    UrlEncoded,
+    Multipart,
+    Other(String),
+}
+
+fn body_kind(req: &HttpRequest) -> Body {
+    let headers = req.headers();
+    let declared_len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    let has_body = chunked || declared_len.is_some_and(|n| n > 0);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    match content_type {
+        _ if !has_body => Body::None,
+        None => Body::Other("none".to_owned()),
+        Some(ct) => {
+            let essence = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if essence == "application/x-www-form-urlencoded" {
+                Body::UrlEncoded
+            } else if essence.starts_with("multipart/") {
+                Body::Multipart
+            } else {
+                Body::Other(ct)
+            }
+        }
+    }
+}
+
+/// Reads the query string and the body into [`Params`].
+async fn read_params(
+    req: &HttpRequest,
+    payload: Payload,
+    spec: &ParamSpec,
+    limits: &Limits,
+) -> Result<Params, ApiError> {
+    let mut params = Params::default();
+    let query = Query::<Vec<(String, String)>>::from_query(req.query_string()).map_err(|e| {
+        ApiError::BadArgument {
+            name: "query string",
+            reason: e.to_string(),
+        }
+    })?;
+    for (name, value) in query.into_inner() {
+        if spec.text.contains(&name.as_str()) {
+            params.push_text(name, value);
+        }
+    }
+
+    let uploads = !spec.files.is_empty();
+    let max_body = limits.max_body(spec.files.len());
+    let too_large = ApiError::BodyTooLarge {
+        limit: max_body,
+        uploads,
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let kind = body_kind(req);
+    if !matches!(kind, Body::None) && declared.is_some_and(|n| n > max_body as u64) {
+        // Refused before reading a byte; the HTTP layer then reads and discards what the
+        // client still sends for a while (actix's linger), so the client sees this answer.
+        return Err(too_large);
+    }
+    let exceeded = Rc::new(Cell::new(false));
+    let body = LimitedBody {
+        inner: payload,
+        seen: 0,
+        limit: max_body,
+        exceeded: Rc::clone(&exceeded),
+    };
+    let read = async {
+        match kind {
+            Body::None => Ok(()),
+            Body::UrlEncoded => read_urlencoded(body, spec, limits, &mut params).await,
+            Body::Multipart => read_multipart(req, body, spec, limits, &mut params).await,
+            Body::Other(content_type) => Err(ApiError::Upload {
+                reason: format!(
+                    "Content-Type '{content_type}' is not accepted: send multipart/form-data{}",
+                    if uploads {
+                        ""
+                    } else {
+                        ", application/x-www-form-urlencoded or query parameters"
+                    }
+                ),
+            }),
+        }
+    };
+    let result = actix_web::rt::time::timeout(limits.body_timeout, read)
+        .await
+        .map_err(|_| ApiError::Upload {
+            reason: format!(
+                "the request body was not received within {} s",
+                limits.body_timeout.as_secs()
+            ),
+        })
+        .and_then(|r| r);
+    match result {
+        // Whatever error the parser saw, a body past the limit is the real cause.
+        Err(_) if exceeded.get() => Err(too_large),
+        Err(e) => Err(e),
+        Ok(()) => Ok(params),
+    }
+}
+
+/// The request body, failing (and saying so) once it passes `limit` bytes: nothing past the
+/// limit is ever buffered.
+struct LimitedBody {
+    inner: Payload,
+    seen: usize,
+    limit: usize,
+    exceeded: Rc<Cell<bool>>,
+}
+
+impl Stream for LimitedBody {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.exceeded.get() {
+            return Poll::Ready(Some(Err(PayloadError::Overflow)));
+        }
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.seen += chunk.len();
+                if self.seen > self.limit {
+                    self.exceeded.set(true);
+                    Poll::Ready(Some(Err(PayloadError::Overflow)))
+                } else {
+                    Poll::Ready(Some(Ok(chunk)))
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+async fn read_urlencoded(
+    mut body: LimitedBody,
+    spec: &ParamSpec,
+    limits: &Limits,
+    params: &mut Params,
+) -> Result<(), ApiError> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(upload_error)?;
+        if buf.len() + chunk.len() > limits.max_form_bytes {
+            return Err(ApiError::BodyTooLarge {
+                limit: limits.max_form_bytes,
+                uploads: false,
+            });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    let text = std::str::from_utf8(&buf).map_err(|_| ApiError::Upload {
+        reason: "the urlencoded body is not UTF-8".to_owned(),
+    })?;
+    let fields =
+        Query::<Vec<(String, String)>>::from_query(text).map_err(|e| ApiError::Upload {
+            reason: format!("the urlencoded body cannot be parsed: {e}"),
+        })?;
+    for (name, value) in fields.into_inner() {
+        if spec.text.contains(&name.as_str()) {
+            params.push_text(name, value);
+        }
+    }
+    Ok(())
+}
+
+async fn read_multipart(
+    req: &HttpRequest,
+    body: LimitedBody,
+    spec: &ParamSpec,
+    limits: &Limits,
+    params: &mut Params,
+) -> Result<(), ApiError> {
+    let mut multipart = Multipart::new(req.headers(), body);
+    let mut fields = 0usize;
+    while let Some(field) = multipart.next().await {
+        let mut field = field.map_err(multipart_error)?;
+        fields += 1;
+        if fields > limits.max_fields {
+            return Err(ApiError::Upload {
+                reason: format!("more than {} multipart fields", limits.max_fields),
+            });
+        }
+        let name = field.name().unwrap_or_default().to_owned();
+        if params.has(&name) {
+            drain(&mut field).await?;
+        } else if let Some(&file) = spec.files.iter().find(|f| **f == name) {
+            let limit = limits.decode.max_bytes;
+            let bytes =
+                read_field(&mut field, limit)
+                    .await?
+                    .ok_or_else(|| ApiError::FileTooLarge {
+                        field: file.to_owned(),
+                        limit,
+                    })?;
+            params.files.push((name, bytes));
+        } else if let Some(&text) = spec.text.iter().find(|t| **t == name) {
+            let limit = limits.max_text_bytes;
+            let bytes =
+                read_field(&mut field, limit)
+                    .await?
+                    .ok_or_else(|| ApiError::BadArgument {
+                        name: text,
+                        reason: format!("longer than {limit} bytes"),
+                    })?;
+            let value = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::BadArgument {
+                name: text,
+                reason: "not UTF-8".to_owned(),
+            })?;
+            params.push_text(name, value);
+        } else {
+            drain(&mut field).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The field's bytes, or `None` once it passes `limit` (the rest is not read).
+async fn read_field(field: &mut Field, limit: usize) -> Result<Option<Bytes>, ApiError> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(multipart_error)?;
+        if buf.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf.freeze()))
+}
+
+/// Reads a field to its end, keeping nothing (the body limit still applies).
+async fn drain(field: &mut Field) -> Result<(), ApiError> {
+    while let Some(chunk) = field.next().await {
+        chunk.map_err(multipart_error)?;
+    }
+    Ok(())
+}
+
+fn upload_error(e: PayloadError) -> ApiError {
+    ApiError::Upload {
+        reason: e.to_string(),
+    }
+}
+
+fn multipart_error(e: actix_multipart::MultipartError) -> ApiError {
+    let reason = match &e {
+        actix_multipart::MultipartError::Payload(p) => format!("multipart body: {p}"),
+        other => format!("multipart body: {other}"),
+    };
+    ApiError::Upload { reason }
+}
+
+// ---- validation -------------------------------------------------------------------------
+
+fn face_set(params: &Params) -> Result<String, ApiError> {
+    let set = params.text("face_set").unwrap_or(DEFAULT_FACE_SET);
+    facerec_store::validate_set_name(set).map_err(|e| ApiError::BadArgument {
+        name: "face_set",
+        reason: e.to_string(),
+    })?;
+    Ok(set.to_owned())
+}
+
+fn token(params: &Params, name: &'static str) -> Result<Option<String>, ApiError> {
+    let Some(token) = params.text(name) else {
+        return Ok(None);
+    };
+    if token.len() > facerec_store::MAX_TOKEN_BYTES {
+        return Err(ApiError::BadArgument {
+            name,
+            reason: format!(
+                "{} bytes long; face tokens are at most {} bytes",
+                token.len(),
+                facerec_store::MAX_TOKEN_BYTES
+            ),
+        });
+    }
+    Ok(Some(token.to_owned()))
+}
+
+fn required_token(params: &Params, name: &'static str) -> Result<String, ApiError> {
+    token(params, name)?.ok_or(ApiError::MissingArgument { name })
+}
+
+/// A number parameter in `min..=max`.
+fn number(
+    params: &Params,
+    name: &'static str,
+    min: usize,
+    max: usize,
+) -> Result<Option<usize>, ApiError> {
+    let Some(text) = params.text(name) else {
+        return Ok(None);
+    };
+    match text.trim().parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(ApiError::BadArgument {
+            name,
+            reason: format!(
+                "'{}' is not a whole number from {min} to {max}",
+                text.escape_default()
+            ),
+        }),
+    }
+}
+
+/// Parses a search threshold: a distance in the model's own Euclidean scale, `0 < t <= 4`.
+pub(crate) fn parse_threshold(text: &str) -> Result<f32, ApiError> {
+    let bad = |why: &str| ApiError::BadArgument {
+        name: "threshold",
+        reason: format!(
+            "'{}' {why}; use a distance above 0 and at most {MAX_THRESHOLD} (0.6 recommended)",
+            text.escape_default()
+        ),
+    };
+    let value: f32 = text.trim().parse().map_err(|_| bad("is not a number"))?;
+    if !value.is_finite() {
+        return Err(bad("is not a finite number"));
+    }
+    if value <= 0.0 || value > MAX_THRESHOLD {
+        return Err(bad("is out of range"));
+    }
+    Ok(value)
+}
+
+/// `POST /detect`.
+#[derive(Debug)]
+pub(crate) struct DetectInput {
+    pub(crate) image: Bytes,
+}
+
+impl FromParams for DetectInput {
+    const SPEC: ParamSpec = ParamSpec {
+        text: &[],
+        files: &["image_file"],
+    };
+
+    fn from_params(params: Params) -> Result<Self, ApiError> {
+        let image = params
+            .file("image_file")
+            .ok_or(ApiError::MissingArgument { name: "image_file" })?;
+        Ok(Self { image })
+    }
+}
+
+/// `/addface`.
+#[derive(Debug)]
+pub(crate) struct AddFaceInput {
+    pub(crate) token: String,
+    pub(crate) name: String,
+    pub(crate) set: String,
+}
+
+impl FromParams for AddFaceInput {
+    const SPEC: ParamSpec = ParamSpec {
+        text: &["face_token", "face_name", "face_set"],
+        files: &[],
+    };
+
+    fn from_params(params: Params) -> Result<Self, ApiError> {
+        let token = required_token(&params, "face_token")?;
+        let name = params.text("face_name").unwrap_or(DEFAULT_FACE_NAME);
+        if name.len() > facerec_store::MAX_NAME_BYTES {
+            return Err(ApiError::BadArgument {
+                name: "face_name",
+                reason: format!(
+                    "{} bytes long; at most {} bytes of UTF-8 are allowed",
+                    name.len(),
+                    facerec_store::MAX_NAME_BYTES
+                ),
+            });
+        }
+        Ok(Self {
+            token,
+            name: name.to_owned(),
+            set: face_set(&params)?,
+        })
+    }
+}
+
+/// `/removeface`.
+#[derive(Debug)]
+pub(crate) struct RemoveFaceInput {
+    pub(crate) token: String,
+    pub(crate) set: String,
+}
+
+impl FromParams for RemoveFaceInput {
+    const SPEC: ParamSpec = ParamSpec {
+        text: &["face_token", "face_set"],
+        files: &[],
+    };
+
+    fn from_params(params: Params) -> Result<Self, ApiError> {
+        Ok(Self {
+            token: required_token(&params, "face_token")?,
+            set: face_set(&params)?,
+        })
+    }
+}
+
+/// A face given by token or by image.
+#[derive(Debug)]
+pub(crate) enum FaceSource {
+    /// A token from `/detect` (or of an enrolled face).
+    Token(String),
+    /// An image; its largest face is the one meant.
+    Image {
+        /// The image bytes.
+        bytes: Bytes,
+        /// The field it came in.
+        field: &'static str,
+    },
+}
+
+fn face_source(
+    params: &Params,
+    token_name: &'static str,
+    file_name: &'static str,
+    either: &'static str,
+) -> Result<FaceSource, ApiError> {
+    match (token(params, token_name)?, params.file(file_name)) {
+        (Some(token), None) => Ok(FaceSource::Token(token)),
+        (None, Some(bytes)) => Ok(FaceSource::Image {
+            bytes,
+            field: file_name,
+        }),
+        (Some(_), Some(_)) => Err(ApiError::BadArgument {
+            name: token_name,
+            reason: format!("give {either}, not both"),
+        }),
+        (None, None) => Err(ApiError::MissingArgument { name: either }),
+    }
+}
+
+/// `/search`.
+#[derive(Debug)]
+pub(crate) struct SearchInput {
+    pub(crate) query: FaceSource,
+    /// The threshold as sent (echoed back).
+    pub(crate) threshold_text: String,
+    pub(crate) threshold: f32,
+    pub(crate) top_k: Option<usize>,
+    pub(crate) set: String,
+}
+
+impl FromParams for SearchInput {
+    const SPEC: ParamSpec = ParamSpec {
+        text: &["face_token", "threshold", "top_k", "face_set"],
+        files: &["image_file"],
+    };
+
+    fn from_params(params: Params) -> Result<Self, ApiError> {
+        let query = face_source(
+            &params,
+            "face_token",
+            "image_file",
+            "face_token or image_file",
+        )?;
+        let threshold_text = params.required("threshold")?.trim().to_owned();
+        Ok(Self {
+            query,
+            threshold: parse_threshold(&threshold_text)?,
+            threshold_text,
+            top_k: number(&params, "top_k", 1, MAX_TOP_K)?,
+            set: face_set(&params)?,
+        })
+    }
+}
+
+/// `/compare`.
+#[derive(Debug)]
+pub(crate) struct CompareInput {
+    pub(crate) a: FaceSource,
+    pub(crate) b: FaceSource,
+    /// Where enrolled tokens are looked up when not in the token cache.
+    pub(crate) set: String,
+}
+
+impl FromParams for CompareInput {
+    const SPEC: ParamSpec = ParamSpec {
+        text: &["face_token_a", "face_token_b", "face_set"],
+        files: &["image_file_a", "image_file_b"],
+    };
+
+    fn from_params(params: Params) -> Result<Self, ApiError> {
+        Ok(Self {
+            a: face_source(
+                &params,
+                "face_token_a",
+                "image_file_a",
+                "face_token_a or image_file_a",
+            )?,
+            b: face_source(
+                &params,
+                "face_token_b",
+                "image_file_b",
+                "face_token_b or image_file_b",
+            )?,
+            set: face_set(&params)?,
+        })
+    }
+}
+
+/// `GET /faceset`.
+#[derive(Debug)]
+pub(crate) struct FaceSetPageInput {
+    pub(crate) set: String,
+    pub(crate) offset: usize,
+    pub(crate) limit: usize,
+}
+
+impl FromParams for FaceSetPageInput {
+    const SPEC: ParamSpec = ParamSpec {
+        text: &["face_set", "offset", "limit"],
+        files: &[],
+    };
+
+    fn from_params(params: Params) -> Result<Self, ApiError> {
+        Ok(Self {
+            set: face_set(&params)?,
+            offset: number(&params, "offset", 0, usize::MAX)?.unwrap_or(0),
+            limit: number(&params, "limit", 1, MAX_PAGE)?.unwrap_or(DEFAULT_PAGE),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(text: &[(&str, &str)]) -> Params {
+        let mut p = Params::default();
+        for (k, v) in text {
+            p.push_text((*k).to_owned(), (*v).to_owned());
+        }
+        p
+    }
+
+    #[test]
+    fn thresholds_must_be_sane_distances() {
+        assert_eq!(parse_threshold("0.65").unwrap(), 0.65);
+        assert_eq!(parse_threshold(" 0.6 ").unwrap(), 0.6);
+        assert_eq!(parse_threshold("1").unwrap(), 1.0);
+        for bad in [
+            "abc", "-1", "0", "nan", "NaN", "inf", "-inf", "4.5", "", "0.6x",
+        ] {
+            let err = parse_threshold(bad).unwrap_err();
+            assert_eq!(err.code().code(), 1001, "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn first_value_wins_and_empty_is_absent() {
+        let p = params(&[("face_token", "a"), ("face_token", "b"), ("face_name", "")]);
+        assert_eq!(p.text("face_token"), Some("a"));
+        assert_eq!(p.text("face_name"), None);
+    }
+
+    #[test]
+    fn addface_defaults_and_limits() {
+        let ok =
+            AddFaceInput::from_params(params(&[("face_token", "t"), ("face_name", "")])).unwrap();
+        assert_eq!((ok.name.as_str(), ok.set.as_str()), ("unknown", "default"));
+        let long = "x".repeat(257);
+        let err = AddFaceInput::from_params(params(&[("face_token", "t"), ("face_name", &long)]))
+            .unwrap_err();
+        assert_eq!(err.code().code(), 1001);
+        let err = AddFaceInput::from_params(params(&[("face_name", "x")])).unwrap_err();
+        assert_eq!(err.code().code(), 1002);
+        let err = AddFaceInput::from_params(params(&[("face_token", "t"), ("face_set", "a b")]))
+            .unwrap_err();
+        assert_eq!(err.code().code(), 1001);
+    }
+
+    #[test]
+    fn search_needs_a_query_and_a_threshold() {
+        let err = SearchInput::from_params(params(&[("threshold", "0.6")])).unwrap_err();
+        assert!(matches!(
+            err,
+            ApiError::MissingArgument {
+                name: "face_token or image_file"
+            }
+        ));
+        let err = SearchInput::from_params(params(&[("face_token", "t")])).unwrap_err();
+        assert!(matches!(
+            err,
+            ApiError::MissingArgument { name: "threshold" }
+        ));
+        let err = SearchInput::from_params(params(&[
+            ("face_token", "t"),
+            ("threshold", "0.6"),
+            ("top_k", "0"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.code().code(), 1001);
+        let ok = SearchInput::from_params(params(&[
+            ("face_token", "t"),
+            ("threshold", "0.65"),
+            ("top_k", "3"),
+        ]))
+        .unwrap();
+        assert_eq!((ok.threshold_text.as_str(), ok.top_k), ("0.65", Some(3)));
+    }
+}

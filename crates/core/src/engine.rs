@@ -1,0 +1,156 @@
+//! The pipeline: image -> faces -> embeddings.
+
+use std::path::Path;
+
+use facerec_detect::{BoundingBox, Detection, Detector, DetectorConfig};
+use facerec_embed::{Embedder, EmbedderConfig, Embedding, ModelDescriptor};
+use image::{DynamicImage, RgbImage};
+use rayon::prelude::*;
+
+use crate::{DecodeLimits, Result, decode_image};
+
+/// Everything that configures a [`FaceEngine`]; `Default` is the recommended setup.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Detection options (minimum face size 30 px by default).
+    pub detector: DetectorConfig,
+    /// Embedding options (mirror-flip augmentation off by default).
+    pub embedder: EmbedderConfig,
+    /// The embedding model (dlib ResNet v1 by default).
+    pub model: ModelDescriptor,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            detector: DetectorConfig::default(),
+            embedder: EmbedderConfig::default(),
+            model: ModelDescriptor::dlib_resnet_v1(),
+        }
+    }
+}
+
+/// One face found in an image: where it is, how sure the detector is, its five landmarks
+/// (image-left eye, image-right eye, nose tip, image-left and image-right mouth corners) and
+/// its embedding. Coordinates are pixels of the upright image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Face {
+    /// Bounding box.
+    pub bbox: BoundingBox,
+    /// Detector confidence in 0..=1.
+    pub score: f32,
+    /// Five landmarks, `[x, y]`.
+    pub landmarks: [[f32; 2]; 5],
+    /// The face's embedding in the model's metric.
+    pub embedding: Embedding,
+}
+
+impl Face {
+    /// Area of the bounding box in square pixels.
+    pub fn area(&self) -> f32 {
+        self.bbox.area()
+    }
+}
+
+/// The models, loaded once: share one engine (it is `Send + Sync`) behind an `Arc`.
+#[derive(Debug)]
+pub struct FaceEngine {
+    detector: Detector,
+    embedder: Embedder,
+}
+
+impl FaceEngine {
+    /// Loads the MTCNN nets and the default embedding model from `models_dir` with the
+    /// default configuration.
+    pub fn from_dir(models_dir: impl AsRef<Path>) -> Result<Self> {
+        Self::with_config(models_dir, EngineConfig::default())
+    }
+
+    /// Loads the models from `models_dir` with `config`.
+    pub fn with_config(models_dir: impl AsRef<Path>, config: EngineConfig) -> Result<Self> {
+        let dir = models_dir.as_ref();
+        let detector = Detector::from_dir(dir, config.detector)?;
+        let embedder = Embedder::from_dir(dir, config.model, config.embedder)?;
+        Ok(Self { detector, embedder })
+    }
+
+    /// The embedding model's descriptor (its id, dims and recommended threshold).
+    pub fn model(&self) -> &ModelDescriptor {
+        self.embedder.descriptor()
+    }
+
+    /// The detector.
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    /// The embedder.
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// Finds every face in `image` and embeds each, most confident first.
+    pub fn analyze(&self, image: &DynamicImage) -> Result<Vec<Face>> {
+        let rgb = image.to_rgb8();
+        let detections = self.detector.detect(&rgb)?;
+        self.embed_all(&rgb, detections)
+    }
+
+    /// Decodes `bytes` within `limits` (see [`decode_image`]) and analyses the result.
+    pub fn analyze_bytes(&self, bytes: &[u8], limits: &DecodeLimits) -> Result<Vec<Face>> {
+        self.analyze(&decode_image(bytes, limits)?)
+    }
+
+    /// Finds faces without embedding them.
+    pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
+        Ok(self.detector.detect(image)?)
+    }
+
+    /// Embeds the given detections of `image`, in parallel, keeping their order.
+    pub fn embed_all(&self, image: &RgbImage, detections: Vec<Detection>) -> Result<Vec<Face>> {
+        detections
+            .into_par_iter()
+            .map(|d| {
+                let embedding = self.embedder.embed(image, &d.landmarks)?;
+                Ok(Face {
+                    bbox: d.bbox,
+                    score: d.score,
+                    landmarks: d.landmarks,
+                    embedding,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether two embeddings are of the same person at the model's recommended threshold.
+    pub fn same_person(&self, a: &Embedding, b: &Embedding) -> bool {
+        a.distance(b) < self.model().threshold
+    }
+}
+
+/// The index of the largest face, if any (ties: the first).
+pub fn largest_face(faces: &[Face]) -> Option<usize> {
+    faces
+        .iter()
+        .enumerate()
+        .fold(None, |best: Option<(usize, f32)>, (i, f)| match best {
+            Some((_, area)) if area >= f.area() => best,
+            _ => Some((i, f.area())),
+        })
+        .map(|(i, _)| i)
+}
+
+/// The index of the face a portrait is most likely about: large and near the centre
+/// (`area - 2 * squared distance of its centre from the image centre`), as used for LFW.
+pub fn central_face(boxes: &[BoundingBox], width: u32, height: u32) -> Option<usize> {
+    let (cx, cy) = (width as f32 / 2.0, height as f32 / 2.0);
+    let score = |b: &BoundingBox| {
+        let (bx, by) = ((b.x1 + b.x2) / 2.0, (b.y1 + b.y2) / 2.0);
+        b.area() - 2.0 * ((bx - cx).powi(2) + (by - cy).powi(2))
+    };
+    boxes
+        .iter()
+        .enumerate()
+        .max_by(|(_, a), (_, b)| score(a).total_cmp(&score(b)))
+        .map(|(i, _)| i)
+}

@@ -1,0 +1,116 @@
+//! Wall-clock timing of `Detector::detect` on a few representative image sizes.
+//!
+//! ```text
+//! cargo run --release -p facerec-detect --example timing [-- RUNS [EXTRA_IMAGE...]]
+//! ```
+//!
+//! Images: a 640x480 centre crop (4:3) of `obama.jpg`, a 640x480 crop of its top part
+//! (which contains the face), `group-sample1.jpg` (1920x1280) and any extra images
+//! given (e.g. a 250x250 LFW photo). Each is detected a few times to warm the plan
+//! cache, then `RUNS` times (default 30) on the global rayon pool (all cores) and on a
+//! one-thread pool; the median, min and max are printed, plus the first (cold-cache)
+//! call on a fresh detector. With `RUST_LOG=facerec_detect=debug` the per-stage timings
+//! and counts are logged too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use facerec_detect::{Detector, DetectorConfig};
+use image::RgbImage;
+use image::imageops::{FilterType, crop_imm, resize};
+
+fn stats(mut times: Vec<Duration>) -> String {
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    format!(
+        "median {:7.2} ms  min {:7.2}  max {:7.2}",
+        ms(times[times.len() / 2]),
+        ms(times[0]),
+        ms(times[times.len() - 1])
+    )
+}
+
+fn time(detector: &Detector, img: &RgbImage, runs: usize) -> (Vec<Duration>, usize) {
+    let mut faces = 0;
+    for _ in 0..3 {
+        faces = detector.detect(img).unwrap().len();
+    }
+    let times = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(detector.detect(img).unwrap());
+            start.elapsed()
+        })
+        .collect();
+    (times, faces)
+}
+
+fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let mut args = std::env::args().skip(1);
+    let runs: usize = args.next().map(|s| s.parse().expect("RUNS")).unwrap_or(30);
+    let obama = image::open(facerec_fixtures::photo("obama.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let (w, h) = obama.dimensions();
+    let crop_h = w * 3 / 4;
+    let centre = resize(
+        &crop_imm(&obama, 0, (h - crop_h) / 2, w, crop_h).to_image(),
+        640,
+        480,
+        FilterType::Triangle,
+    );
+    let top = resize(
+        &crop_imm(&obama, 0, 0, w, crop_h).to_image(),
+        640,
+        480,
+        FilterType::Triangle,
+    );
+    let mut images = vec![
+        ("obama centre crop 640x480".to_string(), centre),
+        ("obama top crop 640x480".to_string(), top),
+        (
+            "group-sample1 1920x1280".to_string(),
+            image::open(facerec_fixtures::photo("group-sample1.jpg"))
+                .unwrap()
+                .to_rgb8(),
+        ),
+    ];
+    for path in args {
+        let img = image::open(&path).unwrap().to_rgb8();
+        images.push((format!("{path} {}x{}", img.width(), img.height()), img));
+    }
+
+    let models = facerec_fixtures::models_dir();
+    let start = Instant::now();
+    let detector = Detector::from_dir(&models, DetectorConfig::default()).unwrap();
+    println!(
+        "load: {:.1} ms; rayon threads: {}",
+        start.elapsed().as_secs_f64() * 1e3,
+        rayon::current_num_threads()
+    );
+
+    for (name, img) in &images {
+        let fresh = Detector::from_dir(&models, DetectorConfig::default()).unwrap();
+        let start = Instant::now();
+        fresh.detect(img).unwrap();
+        let cold = start.elapsed();
+        let (all, faces) = time(&detector, img, runs);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let (one, _) = pool.install(|| time(&detector, img, runs));
+        println!(
+            "{name}: {faces} face(s); first call on a fresh detector {:.1} ms",
+            cold.as_secs_f64() * 1e3
+        );
+        println!("  all cores: {}", stats(all));
+        println!("  1 thread : {}", stats(one));
+    }
+}

@@ -1,0 +1,418 @@
+//! The image pyramid and the resampling that feeds the three networks.
+//!
+//! Resampling follows OpenCV's `INTER_AREA`, as the reference driver uses it:
+//! when neither axis grows, each output pixel is the exact area-weighted mean of the
+//! source pixels it covers; when an axis grows, OpenCV falls back to a two-tap linear
+//! filter with "area" coefficients for both axes, reproduced here too (it matters for
+//! face crops smaller than the 24 or 48 pixel network inputs). Output is written
+//! straight into the networks' planar, transposed `[3, W, H]` input layout (see
+//! [`crate::nets`]), already normalised to `(v - 127.5) / 128`.
+
+use image::RgbImage;
+
+/// Pixel normalisation shared by the three networks.
+#[inline]
+fn normalise(v: f32) -> f32 {
+    (v - 127.5) * 0.0078125
+}
+
+/// The scales of the image pyramid: `m · factor^k` with `m = 12 / min_face`, for as long
+/// as the shorter image side scaled by it stays at least 12 pixels.
+///
+/// Computed in `f64` exactly like the reference (`min_layer` is multiplied down step by
+/// step), so level sizes agree with it. Bounded to 256 levels as a guard against
+/// degenerate factors (callers validate `0 < factor < 1`).
+pub(crate) fn scales(width: u32, height: u32, min_face: f64, factor: f64) -> Vec<f64> {
+    let m = 12.0 / min_face;
+    let mut min_layer = f64::from(width.min(height)) * m;
+    let mut out = Vec::new();
+    let mut k = 0i32;
+    while min_layer >= 12.0 && out.len() < 256 {
+        out.push(m * factor.powi(k));
+        min_layer *= factor;
+        k += 1;
+    }
+    out
+}
+
+/// The size `(width, height)` of the pyramid level at `scale`: both sides rounded up.
+pub(crate) fn level_size(width: u32, height: u32, scale: f64) -> (usize, usize) {
+    let w = (f64::from(width) * scale).ceil().max(1.0);
+    let h = (f64::from(height) * scale).ceil().max(1.0);
+    // Scales are at most 12 / min_face and images at most `max_side`, so these fit.
+    (w as usize, h as usize)
+}
+
+/// Sparse per-axis resampling weights: output index `d` reads `idx[offs[d]..offs[d+1]]`
+/// with weights `w[..]` (same range).
+#[derive(Debug, Default)]
+struct Taps {
+    offs: Vec<usize>,
+    idx: Vec<usize>,
+    w: Vec<f32>,
+}
+
+impl Taps {
+    fn push(&mut self, idx: usize, w: f32) {
+        self.idx.push(idx);
+        self.w.push(w);
+    }
+
+    fn end_output(&mut self) {
+        self.offs.push(self.idx.len());
+    }
+
+    fn get(&self, d: usize) -> (&[usize], &[f32]) {
+        let r = self.offs[d]..self.offs[d + 1];
+        (&self.idx[r.clone()], &self.w[r])
+    }
+
+    /// OpenCV's area table (`computeResizeAreaTab`) for shrinking `src` to `dst <= src`.
+    fn area(src: usize, dst: usize) -> Self {
+        let mut t = Taps {
+            offs: vec![0],
+            ..Default::default()
+        };
+        let scale = 1.0 / (dst as f64 / src as f64);
+        let last = src as i64 - 1;
+        for d in 0..dst {
+            let f1 = d as f64 * scale;
+            let f2 = f1 + scale;
+            let cell = scale.min(src as f64 - f1);
+            let s2 = (f2.floor() as i64).min(last);
+            let s1 = (f1.ceil() as i64).min(s2);
+            if s1 as f64 - f1 > 1e-3 && s1 >= 1 {
+                t.push((s1 - 1) as usize, ((s1 as f64 - f1) / cell) as f32);
+            }
+            for s in s1.max(0)..s2 {
+                t.push(s as usize, (1.0 / cell) as f32);
+            }
+            if f2 - s2 as f64 > 1e-3 && s2 >= 0 {
+                t.push(
+                    s2 as usize,
+                    ((f2 - s2 as f64).min(1.0).min(cell) / cell) as f32,
+                );
+            }
+            t.end_output();
+        }
+        t
+    }
+
+    /// OpenCV's `INTER_AREA` coefficients on the bilinear path, used when an axis grows.
+    fn linear_area(src: usize, dst: usize) -> Self {
+        let mut t = Taps {
+            offs: vec![0],
+            ..Default::default()
+        };
+        let inv_scale = dst as f64 / src as f64;
+        let scale = 1.0 / inv_scale;
+        for d in 0..dst {
+            let s = ((d as f64 * scale).floor() as i64).max(0) as usize;
+            let f = (d + 1) as f64 - (s + 1) as f64 * inv_scale;
+            let f = if f <= 0.0 { 0.0 } else { f - f.floor() } as f32;
+            if s + 1 >= src {
+                t.push(src - 1, 1.0);
+            } else {
+                t.push(s, 1.0 - f);
+                t.push(s + 1, f);
+            }
+            t.end_output();
+        }
+        t
+    }
+}
+
+/// A `w × h` window of an image whose top-left pixel is `(x0, y0)`; it may stick out of
+/// the image, where it reads as black (zero), like the reference's zero-padded crops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub x0: i64,
+    pub y0: i64,
+    pub w: usize,
+    pub h: usize,
+}
+
+/// Resamples `window` of `img` to `dw × dh` and writes it normalised into `out` in the
+/// networks' planar, transposed layout: `out[(c * dw + x) * dh + y]`.
+///
+/// `round` rounds each resampled value to an integer first, as OpenCV does when it
+/// resizes a `u8` image (the pyramid); crops are resized in floating point (no rounding).
+pub(crate) fn resample_into(
+    img: &RgbImage,
+    window: Window,
+    dw: usize,
+    dh: usize,
+    round: bool,
+    out: &mut [f32],
+) {
+    debug_assert_eq!(out.len(), dw * dh * 3);
+    if window.w == 0 || window.h == 0 || dw == 0 || dh == 0 {
+        out.fill(normalise(0.0));
+        return;
+    }
+    let (iw, ih) = (img.width() as i64, img.height() as i64);
+    let shrink = window.w >= dw && window.h >= dh;
+    let (xt, yt) = if shrink {
+        (Taps::area(window.w, dw), Taps::area(window.h, dh))
+    } else {
+        (
+            Taps::linear_area(window.w, dw),
+            Taps::linear_area(window.h, dh),
+        )
+    };
+    // Columns of the window that lie inside the image.
+    let cx0 = (-window.x0).clamp(0, window.w as i64) as usize;
+    let cx1 = (iw - window.x0).clamp(cx0 as i64, window.w as i64) as usize;
+    let raw = img.as_raw();
+    let stride = iw as usize * 3;
+    // Window columns outside the image stay zero in `acc` throughout.
+    let mut acc = vec![0f32; window.w * 3];
+    let mut rows: Vec<(&[u8], f32)> = Vec::new();
+    for dy in 0..dh {
+        // Vertical pass: weighted sum of the source rows into `acc`, four rows per sweep.
+        rows.clear();
+        let (ys, wys) = yt.get(dy);
+        for (&sy, &wy) in ys.iter().zip(wys) {
+            let y = window.y0 + sy as i64;
+            if (0..ih).contains(&y) && cx0 < cx1 {
+                let start = y as usize * stride + (window.x0 + cx0 as i64) as usize * 3;
+                rows.push((&raw[start..start + (cx1 - cx0) * 3], wy));
+            }
+        }
+        let inside = &mut acc[cx0 * 3..cx1 * 3];
+        if rows.is_empty() {
+            inside.fill(0.0);
+        }
+        for (i, group) in rows.chunks(4).enumerate() {
+            accumulate_rows(inside, group, i == 0);
+        }
+        // Horizontal pass.
+        for dx in 0..dw {
+            let (cols, wxs) = xt.get(dx);
+            let mut px = [0f32; 3];
+            for (&sx, &wx) in cols.iter().zip(wxs) {
+                let a = &acc[sx * 3..sx * 3 + 3];
+                px[0] += wx * a[0];
+                px[1] += wx * a[1];
+                px[2] += wx * a[2];
+            }
+            let o = dx * dh + dy;
+            for c in 0..3 {
+                // Round half up via a truncating cast (a plain SSE2 instruction, unlike
+                // `round`, which is a libm call on baseline x86-64); `v` is a convex
+                // combination of 0..=255 values, and the cast saturates anyway.
+                let v = if round {
+                    f32::from((px[c] + 0.5) as u8)
+                } else {
+                    px[c]
+                };
+                out[c * dw * dh + o] = normalise(v);
+            }
+        }
+    }
+}
+
+/// `dst[i] (=|+=) Σ w · row[i]` over up to four `(row, w)` pairs, in one sweep.
+fn accumulate_rows(dst: &mut [f32], rows: &[(&[u8], f32)], overwrite: bool) {
+    fn sweep<const N: usize>(dst: &mut [f32], rows: [&[u8]; N], w: [f32; N], overwrite: bool) {
+        let n = dst.len();
+        let rows = rows.map(|r| &r[..n]);
+        for (i, d) in dst.iter_mut().enumerate() {
+            let mut sum = if overwrite { 0.0 } else { *d };
+            for k in 0..N {
+                sum += w[k] * f32::from(rows[k][i]);
+            }
+            *d = sum;
+        }
+    }
+    match *rows {
+        [(a, wa)] => sweep(dst, [a], [wa], overwrite),
+        [(a, wa), (b, wb)] => sweep(dst, [a, b], [wa, wb], overwrite),
+        [(a, wa), (b, wb), (c, wc)] => sweep(dst, [a, b, c], [wa, wb, wc], overwrite),
+        [(a, wa), (b, wb), (c, wc), (d, wd)] => {
+            sweep(dst, [a, b, c, d], [wa, wb, wc, wd], overwrite)
+        }
+        _ => {
+            for (i, &(row, w)) in rows.iter().enumerate() {
+                sweep(dst, [row], [w], overwrite && i == 0);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pyramid_scales_match_reference() {
+        // 640x480, min face 30: m = 0.4; levels while 480 * 0.4 * 0.709^k >= 12.
+        let s = scales(640, 480, 30.0, 0.709);
+        assert_eq!(s.len(), 9);
+        assert!((s[0] - 0.4).abs() < 1e-12);
+        assert!((s[1] - 0.2836).abs() < 1e-12);
+        assert!((s[8] - 0.4 * 0.709f64.powi(8)).abs() < 1e-12);
+        assert!(480.0 * s[8] >= 12.0 && 480.0 * s[8] * 0.709 < 12.0);
+        assert_eq!(level_size(640, 480, s[0]), (256, 192));
+        assert_eq!(level_size(640, 480, s[1]), (182, 137));
+        // 250x250, min face 20: m = 0.6 -> 150, 106.35, ... (as in the reference).
+        let s = scales(250, 250, 20.0, 0.709);
+        assert_eq!(s.len(), 8);
+        assert_eq!(level_size(250, 250, s[0]), (150, 150));
+        // Exactly 12 px at scale 1 gives one level, less gives none.
+        assert_eq!(scales(12, 40, 12.0, 0.709), vec![1.0]);
+        assert!(scales(11, 40, 12.0, 0.709).is_empty());
+    }
+
+    fn sum_of(t: &Taps, d: usize) -> f32 {
+        t.get(d).1.iter().sum()
+    }
+
+    #[test]
+    fn area_taps_are_normalised_and_exact() {
+        let t = Taps::area(10, 4); // scale 2.5
+        for d in 0..4 {
+            assert!((sum_of(&t, d) - 1.0).abs() < 1e-6);
+        }
+        assert_eq!(t.get(0).0, &[0, 1, 2]);
+        assert_eq!(t.get(0).1, &[0.4, 0.4, 0.2]);
+        assert_eq!(t.get(1).0, &[2, 3, 4]);
+        let t = Taps::area(8, 4);
+        assert_eq!(t.get(3), (&[6usize, 7][..], &[0.5f32, 0.5][..]));
+    }
+
+    #[test]
+    fn linear_area_taps_follow_opencv() {
+        // Doubling replicates pixels (OpenCV's INTER_AREA upscaling by an integer factor).
+        let t = Taps::linear_area(2, 4);
+        assert_eq!(t.get(0), (&[0usize, 1][..], &[1.0f32, 0.0][..]));
+        assert_eq!(t.get(1), (&[0usize, 1][..], &[1.0f32, 0.0][..]));
+        assert_eq!(t.get(2), (&[1usize][..], &[1.0f32][..]));
+        assert_eq!(t.get(3), (&[1usize][..], &[1.0f32][..]));
+        // 3 -> 4 blends at the cell boundaries.
+        let t = Taps::linear_area(3, 4);
+        assert_eq!(t.get(1).0, &[0, 1]);
+        assert!((t.get(1).1[1] - 2.0 / 3.0).abs() < 1e-6);
+        assert_eq!(t.get(2).0, &[1, 2]);
+        assert!((t.get(2).1[1] - 1.0 / 3.0).abs() < 1e-6);
+        assert_eq!(t.get(3), (&[2usize][..], &[1.0f32][..]));
+        for d in 0..4 {
+            assert!((sum_of(&t, d) - 1.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn resample_averages_and_pads_with_black() {
+        let mut img = RgbImage::new(4, 2);
+        for (x, _, p) in img.enumerate_pixels_mut() {
+            *p = image::Rgb([if x < 2 { 0 } else { 200 }, 100, 255]);
+        }
+        // 4x2 -> 2x1: left half black red channel, right half 200.
+        let mut out = vec![0.0; 2 * 3];
+        resample_into(
+            &img,
+            Window {
+                x0: 0,
+                y0: 0,
+                w: 4,
+                h: 2,
+            },
+            2,
+            1,
+            true,
+            &mut out,
+        );
+        let back: Vec<f32> = out.iter().map(|v| v / 0.0078125 + 127.5).collect();
+        // Planar: the red plane (x = 0, 1), then green, then blue.
+        assert_eq!(back, vec![0.0, 200.0, 100.0, 100.0, 255.0, 255.0]);
+        // A window half outside the image on the left: averages with black padding.
+        let mut out = vec![0.0; 3];
+        resample_into(
+            &img,
+            Window {
+                x0: -2,
+                y0: 0,
+                w: 4,
+                h: 2,
+            },
+            1,
+            1,
+            false,
+            &mut out,
+        );
+        let back: Vec<f32> = out.iter().map(|v| v / 0.0078125 + 127.5).collect();
+        assert_eq!(back, vec![0.0, 50.0, 127.5]);
+    }
+
+    #[test]
+    fn resample_sums_many_rows_exactly() {
+        // 10 rows -> 1 (groups of 4 + 4 + 2 rows), 5 columns -> 1.
+        let img = RgbImage::from_fn(5, 10, |x, y| {
+            image::Rgb([(10 * y) as u8, (x * 50) as u8, 7])
+        });
+        let mut out = vec![0.0; 3];
+        resample_into(
+            &img,
+            Window {
+                x0: 0,
+                y0: 0,
+                w: 5,
+                h: 10,
+            },
+            1,
+            1,
+            false,
+            &mut out,
+        );
+        let back: Vec<f32> = out.iter().map(|v| v / 0.0078125 + 127.5).collect();
+        for (got, want) in back.iter().zip([45.0, 100.0, 7.0]) {
+            assert!((got - want).abs() < 1e-3, "{back:?}");
+        }
+        // A window entirely above the image is black.
+        resample_into(
+            &img,
+            Window {
+                x0: 0,
+                y0: -20,
+                w: 5,
+                h: 10,
+            },
+            1,
+            1,
+            false,
+            &mut out,
+        );
+        assert_eq!(out, vec![-127.5 * 0.0078125; 3]);
+    }
+
+    #[test]
+    fn resample_writes_planar_transposed_layout() {
+        // 2 wide, 3 tall, identity size: out[(c * 2 + x) * 3 + y] is pixel (x, y).
+        let mut img = RgbImage::new(2, 3);
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            *p = image::Rgb([(10 * x + y) as u8, 0, 100 + (10 * x + y) as u8]);
+        }
+        let mut out = vec![0.0; 2 * 3 * 3];
+        resample_into(
+            &img,
+            Window {
+                x0: 0,
+                y0: 0,
+                w: 2,
+                h: 3,
+            },
+            2,
+            3,
+            true,
+            &mut out,
+        );
+        for x in 0..2 {
+            for y in 0..3 {
+                let red = out[x * 3 + y] / 0.0078125 + 127.5;
+                assert_eq!(red, (10 * x + y) as f32);
+                let blue = out[(2 * 2 + x) * 3 + y] / 0.0078125 + 127.5;
+                assert_eq!(blue, (100 + 10 * x + y) as f32);
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Durable named face sets on [sled] with exact search, plus a bounded
+//! in-memory token cache.
+//!
+//! * [`SledStore`] (behind the [`FaceStore`] trait) keeps face sets in one
+//!   data dir: one sled tree per set, a meta tree with the storage format
+//!   version, model id and embedding size. Opening a data dir made with
+//!   another model or size is refused ([`Error::ModelMismatch`]): embeddings
+//!   of different models must never be compared. `add` and `remove` return
+//!   only once the change is flushed to disk.
+//! * Search is exact brute force over a contiguous in-memory matrix per set
+//!   ([`FaceMatrix`]), Euclidean distance, strictly below a threshold,
+//!   nearest first, on all cores for large sets.
+//! * [`TokenCache`] holds the temporary face tokens handed out by detection,
+//!   bounded in count and age, reporting what it evicts.
+//!
+//! # Example
+//!
+//! ```
+//! use facerec_store::{FaceRecord, FaceStore, SledStore, StoreConfig, Upsert};
+//!
+//! let dir = std::env::temp_dir().join(format!("facerec-store-doc-{}", std::process::id()));
+//! let store = SledStore::open(&dir, StoreConfig::new("sface", 3))?;
+//!
+//! store.add("staff", FaceRecord::new("tok-ann", "Ann", vec![0.0, 0.0, 0.0], "sface"))?;
+//! store.add("staff", FaceRecord::new("tok-bob", "Bob", vec![3.0, 4.0, 0.0], "sface"))?;
+//! // the same token again replaces the record
+//! let again = FaceRecord::new("tok-bob", "Robert", vec![3.0, 4.0, 0.0], "sface");
+//! assert_eq!(store.add("staff", again)?, Upsert::Replaced);
+//!
+//! let hits = store.search("staff", &[0.0, 0.0, 1.0], 10.0, None)?;
+//! assert_eq!(hits[0].name, "Ann");
+//! assert_eq!(hits[0].distance, 1.0);
+//! assert_eq!(hits[1].name, "Robert");
+//! // a set that does not exist has no matches
+//! assert!(store.search("nobody", &[0.0, 0.0, 1.0], 10.0, None)?.is_empty());
+//!
+//! let removed = store.remove("staff", "tok-ann")?;
+//! assert_eq!(removed.name, "Ann");
+//! assert_eq!(store.len("staff")?, 1);
+//!
+//! drop(store);
+//! std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), facerec_store::Error>(())
+//! ```
+//!
+//! # Storage format (version 1)
+//!
+//! Meta tree `facerec/meta`: `format_version` → 1 byte, `model_id` → UTF-8,
+//! `dims` → u32 LE. Set tree `facerec/set/<name>`: token → record:
+//! version byte (1), created_unix_ms (u64 LE), token (u8 length + UTF-8),
+//! name (u16 LE length + UTF-8), model id (u8 length + UTF-8), embedding
+//! (u32 LE count + count × f32 LE). A store with a newer format version is
+//! refused ([`Error::FormatTooNew`]).
+//!
+//! # Listing order
+//!
+//! [`FaceStore::faces`] pages through a set in token order (byte-wise),
+//! which is stable under adds and removes of other faces.
+
+#![deny(missing_docs)]
+
+mod error;
+mod matrix;
+mod record;
+mod store;
+mod token_cache;
+
+pub use error::{Error, Result};
+pub use matrix::{FaceMatrix, PARALLEL_MIN_ROWS, squared_distance};
+pub use record::{
+    FORMAT_VERSION, FaceRecord, FaceSetInfo, FaceSummary, MAX_MODEL_ID_BYTES, MAX_NAME_BYTES,
+    MAX_SET_NAME_CHARS, MAX_TOKEN_BYTES, Match, Upsert, now_unix_ms, validate_set_name,
+};
+pub use store::{FaceStore, SledStore, StoreConfig};
+pub use token_cache::{TokenCache, TokenCacheConfig};

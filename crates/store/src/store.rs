@@ -153,11 +153,14 @@ struct SetState {
 /// token → record (see the crate docs for the record encoding). At open every
 /// set is loaded into a [`FaceMatrix`], which searches run on; writes go to
 /// sled and the matrix together under the set's write lock, then
-/// [`sled::Db::flush`] before returning.
+/// [`sled::Tree::flush`] (on the `Db`, which flushes every tree) before returning.
 ///
 /// Concurrency: per set, many readers (search) or one writer at a time;
 /// sets are independent. Flushing happens outside the lock, so concurrent
-/// writers share fsyncs and searches do not wait on the disk.
+/// writers share fsyncs and searches do not wait on the disk; the price is
+/// that a search may see a face a moment before its `add` has returned
+/// (and, after a crash in that moment, the face may be gone: it was never
+/// acknowledged).
 pub struct SledStore {
     path: PathBuf,
     config: StoreConfig,
@@ -182,7 +185,8 @@ impl SledStore {
     ///
     /// Refuses ([`Error::ModelMismatch`]) a data dir made with another model
     /// id or embedding size, and ([`Error::FormatTooNew`]) one written by a
-    /// newer storage format.
+    /// newer storage format. Fails with [`Error::Locked`] if another open
+    /// store holds the data dir for longer than `config.lock_wait`.
     pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         config.validate()?;

@@ -84,6 +84,10 @@ pub fn chip_to_image(
         return None;
     }
     let t = similarity_transform(template, landmarks)?;
+    if t.scale() < 1e-6 {
+        // All landmarks on one point: there is no face to align.
+        return None;
+    }
     match warp {
         Warp::Similarity => Some(t),
         Warp::DlibChip => {
@@ -117,52 +121,68 @@ pub fn warp_chip(image: &RgbImage, map: &Similarity, size: u32) -> RgbImage {
     } else {
         1
     };
-    let mut chip = RgbImage::new(size, size);
     let g = f64::from(grid);
-    for y in 0..size {
-        for x in 0..size {
-            let mut acc = [0.0f64; 3];
-            for j in 0..grid {
-                for i in 0..grid {
-                    // Sub-sample offsets centred on the chip pixel.
-                    let sx = f64::from(x) + (f64::from(i) + 0.5) / g - 0.5;
-                    let sy = f64::from(y) + (f64::from(j) + 0.5) / g - 0.5;
-                    let (px, py) = map.apply(sx, sy);
-                    if let Some(v) = bilinear(image, px, py) {
-                        for c in 0..3 {
-                            acc[c] += v[c];
-                        }
-                    }
-                }
+    let samples = g * g;
+    let source = Source::new(image);
+    let mut chip = RgbImage::new(size, size);
+    for (i, out) in chip.as_mut().chunks_exact_mut(3).enumerate() {
+        let (x, y) = (i as u32 % size, i as u32 / size);
+        let mut acc = [0.0f64; 3];
+        for j in 0..grid {
+            for k in 0..grid {
+                // Sub-sample offsets centred on the chip pixel.
+                let sx = f64::from(x) + (f64::from(k) + 0.5) / g - 0.5;
+                let sy = f64::from(y) + (f64::from(j) + 0.5) / g - 0.5;
+                let (px, py) = map.apply(sx, sy);
+                source.add_bilinear(px, py, &mut acc);
             }
-            let n = g * g;
-            let px = Rgb(acc.map(|v| (v / n).round().clamp(0.0, 255.0) as u8));
-            chip.put_pixel(x, y, px);
+        }
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = (a / samples).round().clamp(0.0, 255.0) as u8;
         }
     }
     chip
 }
 
-fn bilinear(image: &RgbImage, x: f64, y: f64) -> Option<[f64; 3]> {
-    let (left, top) = (x.floor(), y.floor());
-    if left < 0.0
-        || top < 0.0
-        || left + 1.0 >= f64::from(image.width())
-        || top + 1.0 >= f64::from(image.height())
-    {
-        return None;
+/// Row-major RGB pixels with bilinear sampling.
+struct Source<'a> {
+    pixels: &'a [u8],
+    width: usize,
+    height: usize,
+}
+
+impl<'a> Source<'a> {
+    fn new(image: &'a RgbImage) -> Self {
+        Self {
+            pixels: image.as_raw(),
+            width: image.width() as usize,
+            height: image.height() as usize,
+        }
     }
-    let (l, t) = (left as u32, top as u32);
-    let (fx, fy) = (x - left, y - top);
-    let p = |xx, yy| image.get_pixel(xx, yy).0;
-    let (tl, tr, bl, br) = (p(l, t), p(l + 1, t), p(l, t + 1), p(l + 1, t + 1));
-    let mut out = [0.0; 3];
-    for c in 0..3 {
-        let top_row = f64::from(tl[c]) * (1.0 - fx) + f64::from(tr[c]) * fx;
-        let bottom_row = f64::from(bl[c]) * (1.0 - fx) + f64::from(br[c]) * fx;
-        out[c] = top_row * (1.0 - fy) + bottom_row * fy;
+
+    /// Adds the bilinear sample at (x, y) to `acc`; adds nothing (black) when the 2x2
+    /// neighbourhood leaves the image, as dlib does.
+    fn add_bilinear(&self, x: f64, y: f64, acc: &mut [f64; 3]) {
+        let (left, top) = (x.floor(), y.floor());
+        if !(left >= 0.0 && top >= 0.0) {
+            return;
+        }
+        let (l, t) = (left as usize, top as usize);
+        if l + 1 >= self.width || t + 1 >= self.height {
+            return;
+        }
+        let (fx, fy) = (x - left, y - top);
+        let row = self.width * 3;
+        let at = t * row + l * 3;
+        let p = self.pixels;
+        for c in 0..3 {
+            let (tl, tr) = (f64::from(p[at + c]), f64::from(p[at + 3 + c]));
+            let (bl, br) = (f64::from(p[at + row + c]), f64::from(p[at + row + 3 + c]));
+            let top_row = tl + (tr - tl) * fx;
+            let bottom_row = bl + (br - bl) * fx;
+            acc[c] += top_row + (bottom_row - top_row) * fy;
+        }
     }
-    Some(out)
 }
 
 #[cfg(test)]

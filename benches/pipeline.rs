@@ -18,13 +18,17 @@ fn engine() -> FaceEngine {
 fn detection(c: &mut Criterion) {
     let engine = engine();
     let small = fx::obama_640x480();
-    let large = image::open(fx::photo("group-sample1.jpg")).expect("group photo").to_rgb8();
+    let large = image::open(fx::photo("group-sample1.jpg"))
+        .expect("group photo")
+        .to_rgb8();
     assert_eq!(large.dimensions(), (1920, 1280));
     let mut g = c.benchmark_group("detect");
     g.sample_size(30);
     for (name, img, faces) in [("640x480", &small, 1), ("1920x1280", &large, 3)] {
         assert_eq!(engine.detect(img).expect("detect").len(), faces, "{name}");
-        g.bench_function(name, |b| b.iter(|| engine.detect(black_box(img)).expect("detect")));
+        g.bench_function(name, |b| {
+            b.iter(|| engine.detect(black_box(img)).expect("detect"))
+        });
     }
     g.finish();
 }
@@ -36,10 +40,20 @@ fn embedding(c: &mut Criterion) {
     let mut g = c.benchmark_group("embed");
     g.sample_size(50);
     g.bench_function("align", |b| {
-        b.iter(|| engine.embedder().align(black_box(&img), &face.landmarks).expect("align"))
+        b.iter(|| {
+            engine
+                .embedder()
+                .align(black_box(&img), &face.landmarks)
+                .expect("align")
+        })
     });
     g.bench_function("align+embed per face (1 thread)", |b| {
-        b.iter(|| engine.embedder().embed(black_box(&img), &face.landmarks).expect("embed"))
+        b.iter(|| {
+            engine
+                .embedder()
+                .embed(black_box(&img), &face.landmarks)
+                .expect("embed")
+        })
     });
     g.finish();
 }
@@ -50,10 +64,14 @@ fn end_to_end(c: &mut Criterion) {
     let group = fx::photo_bytes("group-sample1.jpg");
     let mut g = c.benchmark_group("analyze");
     g.sample_size(20);
-    for (name, bytes) in [("640x480 jpeg, 1 face", &jpeg), ("1920x1280 jpeg, 3 faces", &group)] {
+    for (name, bytes) in [
+        ("640x480 jpeg, 1 face", &jpeg),
+        ("1920x1280 jpeg, 3 faces", &group),
+    ] {
         g.bench_function(name, |b| {
             b.iter(|| {
-                let image = decode_image(black_box(bytes), &DecodeLimits::default()).expect("decode");
+                let image =
+                    decode_image(black_box(bytes), &DecodeLimits::default()).expect("decode");
                 engine.analyze(&image).expect("analyze")
             })
         });

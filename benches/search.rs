@@ -143,7 +143,10 @@ fn sled_search(c: &mut Criterion) {
             store.add_many("bench", std::mem::take(&mut batch)).unwrap();
         }
     }
-    eprintln!("sled store of {n} faces written in {:.1?}", started.elapsed());
+    eprintln!(
+        "sled store of {n} faces written in {:.1?}",
+        started.elapsed()
+    );
     drop(store);
     let started = Instant::now();
     let store = SledStore::open(&dir, StoreConfig::new(MODEL, DIMS)).unwrap();
@@ -154,7 +157,13 @@ fn sled_search(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group("search");
     group.bench_function("sled_100k", |b| {
-        b.iter(|| black_box(store.search("bench", black_box(&query), THRESHOLD, None).unwrap()))
+        b.iter(|| {
+            black_box(
+                store
+                    .search("bench", black_box(&query), THRESHOLD, None)
+                    .unwrap(),
+            )
+        })
     });
     group.finish();
     drop(store);

@@ -46,9 +46,13 @@ struct Embedded {
 pub fn run(engine: &FaceEngine, args: &EvalArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.pairs)
         .with_context(|| format!("reading {}", args.pairs.display()))?;
-    let pairs = lfw::parse_pairs(&text).map_err(anyhow::Error::msg)
+    let pairs = lfw::parse_pairs(&text)
+        .map_err(anyhow::Error::msg)
         .with_context(|| format!("parsing {}", args.pairs.display()))?;
-    let mut images: Vec<PathBuf> = pairs.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).collect();
+    let mut images: Vec<PathBuf> = pairs
+        .iter()
+        .flat_map(|p| [p.a.clone(), p.b.clone()])
+        .collect();
     images.sort();
     images.dedup();
     let folds = pairs.iter().map(|p| p.fold + 1).max().unwrap_or(0);
@@ -85,7 +89,10 @@ pub fn run(engine: &FaceEngine, args: &EvalArgs) -> Result<()> {
         }
         by_path.insert(rel.clone(), e.embedding);
     }
-    let distances: Vec<f32> = pairs.iter().map(|p| by_path[&p.a].distance(&by_path[&p.b])).collect();
+    let distances: Vec<f32> = pairs
+        .iter()
+        .map(|p| by_path[&p.a].distance(&by_path[&p.b]))
+        .collect();
     let recommended = engine.model().threshold;
     let s = lfw::score(&pairs, &distances, recommended);
     let per_image_ms = wall.as_secs_f64() * 1e3 / images.len().max(1) as f64;
@@ -123,22 +130,44 @@ pub fn run(engine: &FaceEngine, args: &EvalArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("LFW: {} pairs in {folds} folds, {} images (min face {min_face} px, flip {flip})", pairs.len(), images.len());
+    println!(
+        "LFW: {} pairs in {folds} folds, {} images (min face {min_face} px, flip {flip})",
+        pairs.len(),
+        images.len()
+    );
     let pct = |v: f64| v * 100.0;
-    println!("accuracy (threshold per fold from the other folds): {:.2}% ± {:.2}", pct(s.accuracy_mean), pct(s.accuracy_std));
+    println!(
+        "accuracy (threshold per fold from the other folds): {:.2}% ± {:.2}",
+        pct(s.accuracy_mean),
+        pct(s.accuracy_std)
+    );
     for (i, (a, t)) in s.fold_accuracy.iter().zip(&s.fold_threshold).enumerate() {
         println!("  fold {:>2}: {:.2}% at {t:.3}", i + 1, pct(*a));
     }
-    println!("best single threshold: {:.3} ({:.2}%)", s.best_threshold, pct(s.best_accuracy));
-    println!("accuracy at the recommended threshold {recommended}: {:.2}%", pct(s.accuracy_at_recommended));
+    println!(
+        "best single threshold: {:.3} ({:.2}%)",
+        s.best_threshold,
+        pct(s.best_accuracy)
+    );
+    println!(
+        "accuracy at the recommended threshold {recommended}: {:.2}%",
+        pct(s.accuracy_at_recommended)
+    );
     println!("TAR at FAR=1e-3: {:.2}%", pct(s.tar_at_far_1e3));
-    println!("mean distance: same {:.3}, different {:.3}", s.mean_same, s.mean_different);
+    println!(
+        "mean distance: same {:.3}, different {:.3}",
+        s.mean_same, s.mean_different
+    );
     println!(
         "no face found: {} of {} images ({:.2}%), aligned with the mean LFW landmarks instead{}",
         no_face.len(),
         images.len(),
         100.0 * no_face.len() as f64 / images.len().max(1) as f64,
-        if no_face.is_empty() { String::new() } else { format!(": {}", no_face.join(", ")) }
+        if no_face.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", no_face.join(", "))
+        }
     );
     println!("more than one face: {multiple} images (the largest, most central one was used)");
     println!(
@@ -148,7 +177,11 @@ pub fn run(engine: &FaceEngine, args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn embed_one(engine: &FaceEngine, path: &std::path::Path, multiple: &AtomicUsize) -> Result<Embedded> {
+fn embed_one(
+    engine: &FaceEngine,
+    path: &std::path::Path,
+    multiple: &AtomicUsize,
+) -> Result<Embedded> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let image = facerec::decode_image(&bytes, &crate::cli_limits())?.to_rgb8();
     let detections = engine.detect(&image)?;

@@ -11,10 +11,19 @@ use facerec::{DecodeLimits, EngineConfig, Face, FaceEngine, decode_image, larges
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "facerec", version, about = "Face detection, comparison and LFW evaluation")]
+#[command(
+    name = "facerec",
+    version,
+    about = "Face detection, comparison and LFW evaluation"
+)]
 struct Cli {
     /// Folder holding pnet/rnet/onet.onnx and the embedding model.
-    #[arg(long, global = true, env = "FACEREC_MODELS_DIR", default_value = "models")]
+    #[arg(
+        long,
+        global = true,
+        env = "FACEREC_MODELS_DIR",
+        default_value = "models"
+    )]
     models: PathBuf,
     /// Smallest face to look for, in pixels.
     #[arg(long, global = true, default_value_t = 30.0)]
@@ -76,7 +85,11 @@ fn run(cli: Cli) -> Result<()> {
         .with_context(|| format!("loading models from {}", cli.models.display()))?;
     match cli.command {
         Command::Detect { image, json, draw } => detect(&engine, &image, json, draw.as_deref()),
-        Command::Compare { image_a, image_b, json } => compare(&engine, &image_a, &image_b, json),
+        Command::Compare {
+            image_a,
+            image_b,
+            json,
+        } => compare(&engine, &image_a, &image_b, json),
         Command::EvalLfw(args) => eval::run(&engine, &args),
     }
 }
@@ -129,7 +142,11 @@ fn detect(engine: &FaceEngine, path: &Path, json: bool, draw: Option<&Path>) -> 
             elapsed.as_secs_f64() * 1e3
         );
         for (i, f) in faces.iter().enumerate() {
-            let marks: Vec<String> = f.landmarks.iter().map(|p| format!("({:.0},{:.0})", p[0], p[1])).collect();
+            let marks: Vec<String> = f
+                .landmarks
+                .iter()
+                .map(|p| format!("({:.0},{:.0})", p[0], p[1]))
+                .collect();
             println!(
                 "  #{i}: box ({:.0},{:.0})-({:.0},{:.0}) score {:.3} landmarks {}",
                 f.bbox.x1,
@@ -143,7 +160,9 @@ fn detect(engine: &FaceEngine, path: &Path, json: bool, draw: Option<&Path>) -> 
     }
     if let Some(out) = draw {
         let drawn = draw::faces(&image.to_rgb8(), &faces);
-        drawn.save(out).with_context(|| format!("writing {}", out.display()))?;
+        drawn
+            .save(out)
+            .with_context(|| format!("writing {}", out.display()))?;
         if !json {
             println!("drawn: {}", out.display());
         }
@@ -172,7 +191,11 @@ fn compare(engine: &FaceEngine, a: &Path, b: &Path, json: bool) -> Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        let verdict = if same { "same person" } else { "different people" };
+        let verdict = if same {
+            "same person"
+        } else {
+            "different people"
+        };
         println!("distance {distance:.4} (threshold {threshold}): {verdict}");
     }
     Ok(())

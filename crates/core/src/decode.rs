@@ -142,7 +142,10 @@ mod tests {
 
     #[test]
     fn formats_are_recognised_by_content() {
-        assert_eq!(sniff_format(&[0xFF, 0xD8, 0xFF, 0xE0]), Ok(ImageFormat::Jpeg));
+        assert_eq!(
+            sniff_format(&[0xFF, 0xD8, 0xFF, 0xE0]),
+            Ok(ImageFormat::Jpeg)
+        );
         assert_eq!(sniff_format(b"\x89PNG\r\n\x1a\n...."), Ok(ImageFormat::Png));
         assert_eq!(sniff_format(b"GIF89a...."), Err("GIF"));
         assert_eq!(sniff_format(b"hello"), Err("unknown"));
@@ -151,8 +154,14 @@ mod tests {
 
     #[test]
     fn oversized_files_are_refused_before_decoding() {
-        let limits = DecodeLimits { max_bytes: 10, ..DecodeLimits::default() };
+        let limits = DecodeLimits {
+            max_bytes: 10,
+            ..DecodeLimits::default()
+        };
         let err = decode_image(&[0u8; 11], &limits).unwrap_err();
-        assert!(matches!(err, Error::FileTooLarge { bytes: 11, max: 10 }), "{err}");
+        assert!(
+            matches!(err, Error::FileTooLarge { bytes: 11, max: 10 }),
+            "{err}"
+        );
     }
 }

@@ -19,7 +19,10 @@ pub struct Pair {
 /// Parses an LFW `pairs.txt`: a header `FOLDS PAIRS_PER_HALF`, then per fold that many
 /// matched lines (`Name n1 n2`) followed by as many mismatched ones (`Name1 n1 Name2 n2`).
 pub fn parse_pairs(text: &str) -> Result<Vec<Pair>, String> {
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
     let (_, header) = lines.next().ok_or("the pairs file is empty")?;
     let nums: Vec<usize> = header
         .split_whitespace()
@@ -27,18 +30,26 @@ pub fn parse_pairs(text: &str) -> Result<Vec<Pair>, String> {
         .collect::<Result<_, _>>()
         .map_err(|e| format!("header {header:?}: {e}"))?;
     let [folds, per_half] = nums[..] else {
-        return Err(format!("header {header:?}: expected two numbers, FOLDS PAIRS"));
+        return Err(format!(
+            "header {header:?}: expected two numbers, FOLDS PAIRS"
+        ));
     };
     let image = |name: &str, n: &str, line: usize| -> Result<PathBuf, String> {
-        let n: u32 = n.parse().map_err(|e| format!("line {}: image number {n:?}: {e}", line + 1))?;
+        let n: u32 = n
+            .parse()
+            .map_err(|e| format!("line {}: image number {n:?}: {e}", line + 1))?;
         Ok(Path::new(name).join(format!("{name}_{n:04}.jpg")))
     };
     let mut pairs = Vec::with_capacity(folds * per_half * 2);
     for fold in 0..folds {
         for k in 0..2 * per_half {
-            let (i, line) = lines
-                .next()
-                .ok_or_else(|| format!("fold {} ends early: expected {} pairs", fold + 1, 2 * per_half))?;
+            let (i, line) = lines.next().ok_or_else(|| {
+                format!(
+                    "fold {} ends early: expected {} pairs",
+                    fold + 1,
+                    2 * per_half
+                )
+            })?;
             let f: Vec<&str> = line.split_whitespace().collect();
             let pair = match (k < per_half, &f[..]) {
                 (true, [name, n1, n2]) => Pair {
@@ -53,7 +64,14 @@ pub fn parse_pairs(text: &str) -> Result<Vec<Pair>, String> {
                     same: false,
                     fold,
                 },
-                _ => return Err(format!("line {}: {line:?} does not fit fold {} position {}", i + 1, fold + 1, k + 1)),
+                _ => {
+                    return Err(format!(
+                        "line {}: {line:?} does not fit fold {} position {}",
+                        i + 1,
+                        fold + 1,
+                        k + 1
+                    ));
+                }
             };
             pairs.push(pair);
         }
@@ -91,7 +109,10 @@ fn accuracy(items: &[(f32, bool)], threshold: f32) -> f64 {
     if items.is_empty() {
         return 0.0;
     }
-    let right = items.iter().filter(|(d, same)| (*d < threshold) == *same).count();
+    let right = items
+        .iter()
+        .filter(|(d, same)| (*d < threshold) == *same)
+        .count();
     right as f64 / items.len() as f64
 }
 
@@ -130,15 +151,17 @@ pub fn best_threshold(items: &[(f32, bool)]) -> (f32, f64) {
 
 /// Scores `distances` (one per pair, same order) by the standard protocol.
 pub fn score(pairs: &[Pair], distances: &[f32], recommended: f32) -> Scores {
-    let items: Vec<(f32, bool)> = distances.iter().copied().zip(pairs.iter().map(|p| p.same)).collect();
+    let items: Vec<(f32, bool)> = distances
+        .iter()
+        .copied()
+        .zip(pairs.iter().map(|p| p.same))
+        .collect();
     let folds = pairs.iter().map(|p| p.fold + 1).max().unwrap_or(0);
     let mut fold_accuracy = Vec::with_capacity(folds);
     let mut fold_threshold = Vec::with_capacity(folds);
     for fold in 0..folds {
-        let (test, train): (Vec<_>, Vec<_>) = items
-            .iter()
-            .zip(pairs)
-            .partition(|(_, p)| p.fold == fold);
+        let (test, train): (Vec<_>, Vec<_>) =
+            items.iter().zip(pairs).partition(|(_, p)| p.fold == fold);
         let train: Vec<(f32, bool)> = train.into_iter().map(|(i, _)| *i).collect();
         let test: Vec<(f32, bool)> = test.into_iter().map(|(i, _)| *i).collect();
         // With a single fold there is nothing else to train on: use the fold itself.
@@ -148,10 +171,19 @@ pub fn score(pairs: &[Pair], distances: &[f32], recommended: f32) -> Scores {
     }
     let k = fold_accuracy.len().max(1) as f64;
     let accuracy_mean = fold_accuracy.iter().sum::<f64>() / k;
-    let accuracy_std = (fold_accuracy.iter().map(|a| (a - accuracy_mean).powi(2)).sum::<f64>() / k).sqrt();
+    let accuracy_std = (fold_accuracy
+        .iter()
+        .map(|a| (a - accuracy_mean).powi(2))
+        .sum::<f64>()
+        / k)
+        .sqrt();
     let (best_threshold, best_accuracy) = best_threshold(&items);
     let mean_of = |same: bool| {
-        let v: Vec<f64> = items.iter().filter(|i| i.1 == same).map(|i| f64::from(i.0)).collect();
+        let v: Vec<f64> = items
+            .iter()
+            .filter(|i| i.1 == same)
+            .map(|i| f64::from(i.0))
+            .collect();
         v.iter().sum::<f64>() / v.len().max(1) as f64
     };
     Scores {
@@ -197,13 +229,23 @@ mod tests {
         assert!(p[0].same && p[1].same && !p[2].same && !p[3].same);
         assert_eq!(p[3].a, Path::new("C/C_0004.jpg"));
         assert_eq!((p[3].fold, p[4].fold), (0, 1));
-        assert!(parse_pairs("2\t2\nA\t1\t2\n").unwrap_err().contains("ends early"));
+        assert!(
+            parse_pairs("2\t2\nA\t1\t2\n")
+                .unwrap_err()
+                .contains("ends early")
+        );
         assert!(parse_pairs("x\n").is_err());
     }
 
     #[test]
     fn threshold_search_is_exact() {
-        let items = [(0.2, true), (0.4, true), (0.5, false), (0.55, true), (0.9, false)];
+        let items = [
+            (0.2, true),
+            (0.4, true),
+            (0.5, false),
+            (0.55, true),
+            (0.9, false),
+        ];
         let (t, acc) = best_threshold(&items);
         // 0.45 and 0.7 both make one mistake; the lower one is found first.
         assert!((0.4..0.5).contains(&t), "{t}");
@@ -217,8 +259,15 @@ mod tests {
         // Fold 0 separates at 0.5, fold 1 at 0.7; each is tested with the other's threshold.
         let d = [0.3, 0.4, 0.6, 0.8, 0.6, 0.65, 0.75, 0.9];
         let s = score(&pairs, &d, 0.6);
-        assert!((0.65..0.75).contains(&s.fold_threshold[0]), "{:?}", s.fold_threshold);
-        assert_eq!(s.fold_accuracy[0], 0.75, "0.6 is a different pair under ~0.7 -> wrong");
+        assert!(
+            (0.65..0.75).contains(&s.fold_threshold[0]),
+            "{:?}",
+            s.fold_threshold
+        );
+        assert_eq!(
+            s.fold_accuracy[0], 0.75,
+            "0.6 is a different pair under ~0.7 -> wrong"
+        );
         assert!((0.4..0.6).contains(&s.fold_threshold[1]));
         assert_eq!(s.fold_accuracy[1], 0.5);
         assert_eq!(s.accuracy_mean, 0.625);
@@ -228,7 +277,9 @@ mod tests {
 
     #[test]
     fn tar_at_far_counts_accepted_positives() {
-        let mut items: Vec<(f32, bool)> = (0..2000).map(|i| (0.5 + i as f32 / 4000.0, false)).collect();
+        let mut items: Vec<(f32, bool)> = (0..2000)
+            .map(|i| (0.5 + i as f32 / 4000.0, false))
+            .collect();
         items.extend([(0.1, true), (0.49, true), (0.5006, true), (0.9, true)]);
         // 2 false accepts allowed: threshold = third smallest negative = 0.5005 (strict).
         assert_eq!(tar_at_far(&items, 1e-3), 0.5);

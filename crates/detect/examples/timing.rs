@@ -8,8 +8,9 @@
 //! (which contains the face), `group-sample1.jpg` (1920x1280) and any extra images
 //! given (e.g. a 250x250 LFW photo). Each is detected a few times to warm the plan
 //! cache, then `RUNS` times (default 30) on the global rayon pool (all cores) and on a
-//! one-thread pool; the median, min and max are printed, plus the first (cold-cache)
-//! call on a fresh detector. With `RUST_LOG=facerec_detect=debug` the per-stage timings
+//! one-thread pool; the median, min and max wall-clock times are printed with the
+//! process CPU time per run (which, unlike wall-clock time, other processes competing
+//! for the cores hardly affect), plus the first (cold-cache) call on a fresh detector. With `RUST_LOG=facerec_detect=debug` the per-stage timings
 //! and counts are logged too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -30,11 +31,33 @@ fn stats(mut times: Vec<Duration>) -> String {
     )
 }
 
-fn time(detector: &Detector, img: &RgbImage, runs: usize) -> (Vec<Duration>, usize) {
+/// CPU time (user + system) used by this process so far, in ms (Linux only; 0 elsewhere).
+fn cpu_ms() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime, in clock ticks of (almost always) 10 ms.
+    (ticks(11) + ticks(12)) * 10.0
+}
+
+fn time(detector: &Detector, img: &RgbImage, runs: usize) -> (Vec<Duration>, usize, f64) {
     let mut faces = 0;
     for _ in 0..3 {
         faces = detector.detect(img).unwrap().len();
     }
+    let cpu = cpu_ms();
     let times = (0..runs)
         .map(|_| {
             let start = Instant::now();
@@ -42,7 +65,7 @@ fn time(detector: &Detector, img: &RgbImage, runs: usize) -> (Vec<Duration>, usi
             start.elapsed()
         })
         .collect();
-    (times, faces)
+    (times, faces, (cpu_ms() - cpu) / runs as f64)
 }
 
 fn main() {
@@ -100,17 +123,17 @@ fn main() {
         let start = Instant::now();
         fresh.detect(img).unwrap();
         let cold = start.elapsed();
-        let (all, faces) = time(&detector, img, runs);
+        let (all, faces, all_cpu) = time(&detector, img, runs);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .build()
             .unwrap();
-        let (one, _) = pool.install(|| time(&detector, img, runs));
+        let (one, _, one_cpu) = pool.install(|| time(&detector, img, runs));
         println!(
             "{name}: {faces} face(s); first call on a fresh detector {:.1} ms",
             cold.as_secs_f64() * 1e3
         );
-        println!("  all cores: {}", stats(all));
-        println!("  1 thread : {}", stats(one));
+        println!("  all cores: {}  (cpu {all_cpu:.1} ms/run)", stats(all));
+        println!("  1 thread : {}  (cpu {one_cpu:.1} ms/run)", stats(one));
     }
 }

@@ -1,7 +1,7 @@
 //! Five-point face alignment: a similarity transform from the model's template to the
 //! detected landmarks, then a bilinear warp into a square chip.
 
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 
 use crate::descriptor::Warp;
 
@@ -43,9 +43,9 @@ pub fn similarity_transform(src: &[[f32; 2]], dst: &[[f32; 2]]) -> Option<Simila
         return None;
     }
     let mean = |pts: &[[f32; 2]]| {
-        let (sx, sy) = pts[..n]
-            .iter()
-            .fold((0.0, 0.0), |(x, y), p| (x + f64::from(p[0]), y + f64::from(p[1])));
+        let (sx, sy) = pts[..n].iter().fold((0.0, 0.0), |(x, y), p| {
+            (x + f64::from(p[0]), y + f64::from(p[1]))
+        });
         (sx / n as f64, sy / n as f64)
     };
     let (msx, msy) = mean(src);
@@ -188,12 +188,24 @@ impl<'a> Source<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::Rgb;
     use crate::ModelDescriptor;
 
     #[test]
     fn similarity_recovers_a_known_transform() {
-        let truth = Similarity { a: 1.2, b: -0.4, tx: 30.0, ty: -7.5 };
-        let src = [[0.0f32, 0.0], [10.0, 0.0], [0.0, 20.0], [7.0, 3.0], [-4.0, 9.0]];
+        let truth = Similarity {
+            a: 1.2,
+            b: -0.4,
+            tx: 30.0,
+            ty: -7.5,
+        };
+        let src = [
+            [0.0f32, 0.0],
+            [10.0, 0.0],
+            [0.0, 20.0],
+            [7.0, 3.0],
+            [-4.0, 9.0],
+        ];
         let dst: Vec<[f32; 2]> = src
             .iter()
             .map(|p| {
@@ -225,7 +237,10 @@ mod tests {
         let m = chip_to_image(&d.template, &d.template, 150, Warp::DlibChip).unwrap();
         assert!((m.scale() - 1.0).abs() < 1e-9, "{m:?}");
         let (x0, y0) = m.apply(74.5, 74.5);
-        assert!((x0 - 75.0).abs() < 1e-6 && (y0 - 75.0).abs() < 1e-6, "{x0} {y0}");
+        assert!(
+            (x0 - 75.0).abs() < 1e-6 && (y0 - 75.0).abs() < 1e-6,
+            "{x0} {y0}"
+        );
         let direct = chip_to_image(&d.template, &d.template, 150, Warp::Similarity).unwrap();
         let (x1, y1) = direct.apply(10.0, 20.0);
         assert!((x1 - 10.0).abs() < 1e-6 && (y1 - 20.0).abs() < 1e-6);
@@ -234,12 +249,26 @@ mod tests {
     #[test]
     fn warp_copies_pixels_under_identity_and_blacks_out_outside() {
         let img = RgbImage::from_fn(40, 30, |x, y| Rgb([x as u8 * 5, y as u8 * 7, 100]));
-        let id = Similarity { a: 1.0, b: 0.0, tx: 0.0, ty: 0.0 };
+        let id = Similarity {
+            a: 1.0,
+            b: 0.0,
+            tx: 0.0,
+            ty: 0.0,
+        };
         let chip = warp_chip(&img, &id, 20);
         assert_eq!(chip.get_pixel(3, 4), img.get_pixel(3, 4));
-        let shifted = Similarity { a: 1.0, b: 0.0, tx: 35.0, ty: 0.0 };
+        let shifted = Similarity {
+            a: 1.0,
+            b: 0.0,
+            tx: 35.0,
+            ty: 0.0,
+        };
         let chip = warp_chip(&img, &shifted, 10);
-        assert_eq!(chip.get_pixel(9, 0).0, [0, 0, 0], "x = 44 is outside a 40-wide image");
+        assert_eq!(
+            chip.get_pixel(9, 0).0,
+            [0, 0, 0],
+            "x = 44 is outside a 40-wide image"
+        );
         assert_eq!(chip.get_pixel(0, 0), img.get_pixel(35, 0));
     }
 
@@ -248,9 +277,18 @@ mod tests {
         // A one-pixel checkerboard seen at 4x reduction: plain bilinear picks near-black or
         // near-white pixels; averaging gives mid grey.
         let img = RgbImage::from_fn(400, 400, |x, y| {
-            if (x + y) % 2 == 0 { Rgb([255; 3]) } else { Rgb([0; 3]) }
+            if (x + y) % 2 == 0 {
+                Rgb([255; 3])
+            } else {
+                Rgb([0; 3])
+            }
         });
-        let down = Similarity { a: 4.0, b: 0.0, tx: 2.0, ty: 2.0 };
+        let down = Similarity {
+            a: 4.0,
+            b: 0.0,
+            tx: 2.0,
+            ty: 2.0,
+        };
         let chip = warp_chip(&img, &down, 50);
         let v = chip.get_pixel(25, 25).0[0];
         assert!((100..=155).contains(&v), "got {v}");

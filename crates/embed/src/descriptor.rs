@@ -121,8 +121,8 @@ impl ModelDescriptor {
             path: path.to_path_buf(),
             source,
         })?;
-        let descriptor: Self =
-            serde_json::from_str(&text).map_err(|e| Error::Descriptor(format!("{}: {e}", path.display())))?;
+        let descriptor: Self = serde_json::from_str(&text)
+            .map_err(|e| Error::Descriptor(format!("{}: {e}", path.display())))?;
         descriptor.validate()?;
         Ok(descriptor)
     }

@@ -41,7 +41,11 @@ impl Embedder {
     }
 
     /// Loads the ONNX model at `path`, described by `descriptor`.
-    pub fn from_file(path: &Path, descriptor: ModelDescriptor, config: EmbedderConfig) -> Result<Self> {
+    pub fn from_file(
+        path: &Path,
+        descriptor: ModelDescriptor,
+        config: EmbedderConfig,
+    ) -> Result<Self> {
         descriptor.validate()?;
         if !path.is_file() {
             return Err(Error::Io {
@@ -64,7 +68,11 @@ impl Embedder {
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(model_error)?;
-        let embedder = Self { descriptor, config, plan };
+        let embedder = Self {
+            descriptor,
+            config,
+            plan,
+        };
         // Check the output size once, so a wrong descriptor fails at load, not per request.
         let probe = embedder.run(&RgbImage::new(n as u32, n as u32))?;
         if probe.len() != embedder.descriptor.dims {
@@ -130,7 +138,9 @@ impl Embedder {
             }
         }
         if values.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Inference("the model produced a non-finite value".into()));
+            return Err(Error::Inference(
+                "the model produced a non-finite value".into(),
+            ));
         }
         Ok(Embedding::new(values))
     }
@@ -182,7 +192,11 @@ fn to_tensor(chip: &RgbImage, d: &ModelDescriptor) -> Result<Tensor> {
         Normalisation::Prewhiten => {
             let count = data.len() as f64;
             let mean = data.iter().map(|&v| f64::from(v)).sum::<f64>() / count;
-            let var = data.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / count;
+            let var = data
+                .iter()
+                .map(|&v| (f64::from(v) - mean).powi(2))
+                .sum::<f64>()
+                / count;
             let std = var.sqrt().max(1.0 / count.sqrt());
             for v in &mut data {
                 *v = ((f64::from(*v) - mean) / std) as f32;
@@ -206,20 +220,41 @@ mod tests {
         let mut d = ModelDescriptor::dlib_resnet_v1();
         d.input_size = 8;
         let t = to_tensor(&chip, &d).unwrap();
-        let v = t.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec();
+        let v = t
+            .try_as_plain_ram()
+            .unwrap()
+            .as_slice::<f32>()
+            .unwrap()
+            .to_vec();
         assert_eq!(v[3], 3.0, "R plane, x = 3");
         assert_eq!(v[64 + 8], 1.0, "G plane, y = 1");
         assert_eq!(v[128], 200.0, "B plane");
         d.layout = Layout::Nhwc;
-        d.normalisation = Normalisation::MeanStd { mean: [1.0, 0.0, 100.0], std: [2.0, 1.0, 50.0] };
+        d.normalisation = Normalisation::MeanStd {
+            mean: [1.0, 0.0, 100.0],
+            std: [2.0, 1.0, 50.0],
+        };
         let t = to_tensor(&chip, &d).unwrap();
-        let v = t.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec();
+        let v = t
+            .try_as_plain_ram()
+            .unwrap()
+            .as_slice::<f32>()
+            .unwrap()
+            .to_vec();
         assert_eq!(&v[33..36], &[(3.0 - 1.0) / 2.0, 1.0, 2.0], "pixel (3, 1)");
         d.normalisation = Normalisation::Prewhiten;
         let t = to_tensor(&chip, &d).unwrap();
-        let v = t.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec();
+        let v = t
+            .try_as_plain_ram()
+            .unwrap()
+            .as_slice::<f32>()
+            .unwrap()
+            .to_vec();
         let mean = v.iter().sum::<f32>() / v.len() as f32;
         let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / v.len() as f32;
-        assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4, "{mean} {var}");
+        assert!(
+            mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4,
+            "{mean} {var}"
+        );
     }
 }

@@ -14,7 +14,13 @@ use image::{Rgb, RgbImage};
 use prost::Message;
 
 /// Landmarks of the face in obama.jpg, as MTCNN finds them.
-const OBAMA: [[f32; 2]; 5] = [[442.4, 213.4], [548.7, 211.3], [495.2, 277.1], [436.9, 319.0], [552.5, 316.8]];
+const OBAMA: [[f32; 2]; 5] = [
+    [442.4, 213.4],
+    [548.7, 211.3],
+    [495.2, 277.1],
+    [436.9, 319.0],
+    [552.5, 316.8],
+];
 
 fn dlib(config: EmbedderConfig) -> Embedder {
     Embedder::from_dir(&fx::models_dir(), ModelDescriptor::dlib_resnet_v1(), config).unwrap()
@@ -31,10 +37,16 @@ fn the_dlib_chip_is_centred_on_the_face_and_the_embedding_is_raw() {
         let p = chip.get_pixel(x, y).0;
         u32::from(p[0]) + u32::from(p[1]) + u32::from(p[2])
     };
-    assert!(luma(47, 46) < luma(47, 70), "left eye darker than the cheek");
+    assert!(
+        luma(47, 46) < luma(47, 70),
+        "left eye darker than the cheek"
+    );
     let e = embedder.embed_chip(&chip).unwrap();
     let norm = e.as_slice().iter().map(|v| v * v).sum::<f32>().sqrt();
-    assert!((1.0..1.7).contains(&norm), "dlib descriptors are not normalised: {norm}");
+    assert!(
+        (1.0..1.7).contains(&norm),
+        "dlib descriptors are not normalised: {norm}"
+    );
     assert_eq!(embedder.embed(&photo, &OBAMA).unwrap(), e);
 }
 
@@ -45,22 +57,38 @@ fn flip_augmentation_averages_with_the_mirror_image() {
     let photo = image::open(fx::photo("obama.jpg")).unwrap().to_rgb8();
     let chip = plain.align(&photo, &OBAMA).unwrap();
     let a = plain.embed_chip(&chip).unwrap();
-    let m = plain.embed_chip(&image::imageops::flip_horizontal(&chip)).unwrap();
+    let m = plain
+        .embed_chip(&image::imageops::flip_horizontal(&chip))
+        .unwrap();
     let f = flipped.embed_chip(&chip).unwrap();
     for ((a, m), f) in a.as_slice().iter().zip(m.as_slice()).zip(f.as_slice()) {
         assert!(((a + m) / 2.0 - f).abs() < 1e-6);
     }
-    assert!(a.distance(&f) > 0.0 && a.distance(&f) < 0.3, "{}", a.distance(&f));
+    assert!(
+        a.distance(&f) > 0.0 && a.distance(&f) < 0.3,
+        "{}",
+        a.distance(&f)
+    );
 }
 
 #[test]
 fn bad_input_gives_typed_errors() {
     let embedder = dlib(EmbedderConfig::default());
     let photo = image::open(fx::photo("obama.jpg")).unwrap().to_rgb8();
-    assert!(matches!(embedder.embed(&photo, &[[5.0, 5.0]; 5]), Err(Error::Landmarks(_))));
+    assert!(matches!(
+        embedder.embed(&photo, &[[5.0, 5.0]; 5]),
+        Err(Error::Landmarks(_))
+    ));
     let small = RgbImage::new(100, 150);
-    assert!(matches!(embedder.embed_chip(&small), Err(Error::ChipSize { expected: 150, .. })));
-    let missing = Embedder::from_dir(std::path::Path::new("/nonexistent"), ModelDescriptor::dlib_resnet_v1(), EmbedderConfig::default());
+    assert!(matches!(
+        embedder.embed_chip(&small),
+        Err(Error::ChipSize { expected: 150, .. })
+    ));
+    let missing = Embedder::from_dir(
+        std::path::Path::new("/nonexistent"),
+        ModelDescriptor::dlib_resnet_v1(),
+        EmbedderConfig::default(),
+    );
     assert!(matches!(missing, Err(Error::Io { .. })));
 }
 
@@ -76,7 +104,10 @@ fn tiny_model(w: &[f32; 24]) -> Vec<u8> {
                 shape: Some(onnx::TensorShapeProto {
                     dim: dims
                         .iter()
-                        .map(|d| tensor_shape_proto::Dimension { value: Some(DimValue(*d)), denotation: String::new() })
+                        .map(|d| tensor_shape_proto::Dimension {
+                            value: Some(DimValue(*d)),
+                            denotation: String::new(),
+                        })
                         .collect(),
                 }),
             })),
@@ -84,21 +115,27 @@ fn tiny_model(w: &[f32; 24]) -> Vec<u8> {
         }),
         doc_string: String::new(),
     };
-    let node = |op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>| NodeProto {
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        name: output.into(),
-        op_type: op.into(),
-        attribute,
-        ..Default::default()
-    };
+    let node =
+        |op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>| NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            name: output.into(),
+            op_type: op.into(),
+            attribute,
+            ..Default::default()
+        };
     let axes = AttributeProto {
         name: "axes".into(),
         r#type: AttributeType::Ints as i32,
         ints: vec![1, 2],
         ..Default::default()
     };
-    let keepdims = AttributeProto { name: "keepdims".into(), r#type: AttributeType::Int as i32, i: 0, ..Default::default() };
+    let keepdims = AttributeProto {
+        name: "keepdims".into(),
+        r#type: AttributeType::Int as i32,
+        i: 0,
+        ..Default::default()
+    };
     let weights = TensorProto {
         dims: vec![3, 8],
         data_type: onnx::DATA_TYPE_FLOAT,
@@ -108,7 +145,10 @@ fn tiny_model(w: &[f32; 24]) -> Vec<u8> {
     };
     ModelProto {
         ir_version: 7,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
         producer_name: "facerec-embed test".into(),
         graph: Some(GraphProto {
             node: vec![
@@ -133,7 +173,13 @@ fn facenet_like() -> ModelDescriptor {
         input_size: 160,
         layout: Layout::Nhwc,
         normalisation: Normalisation::Prewhiten,
-        template: [[54.7, 73.9], [105.0, 73.5], [80.0, 102.5], [59.0, 131.3], [101.0, 131.0]],
+        template: [
+            [54.7, 73.9],
+            [105.0, 73.5],
+            [80.0, 102.5],
+            [59.0, 131.3],
+            [101.0, 131.0],
+        ],
         warp: Warp::Similarity,
         dims: 8,
         metric: Metric::L2NormalisedEuclidean,
@@ -156,7 +202,13 @@ fn another_model_plugs_in_through_its_descriptor() {
 
     let embedder = Embedder::from_dir(&dir, descriptor, EmbedderConfig::default()).unwrap();
     // Left half red-ish, right half blue-ish: distinct channel means after prewhitening.
-    let chip = RgbImage::from_fn(160, 160, |x, _| if x < 80 { Rgb([200, 40, 90]) } else { Rgb([20, 60, 240]) });
+    let chip = RgbImage::from_fn(160, 160, |x, _| {
+        if x < 80 {
+            Rgb([200, 40, 90])
+        } else {
+            Rgb([20, 60, 240])
+        }
+    });
     let got = embedder.embed_chip(&chip).unwrap();
 
     // Expected, computed independently: prewhiten over all values, mean per channel, @ W, L2.
@@ -164,19 +216,44 @@ fn another_model_plugs_in_through_its_descriptor() {
     let mean = values.iter().sum::<f64>() / values.len() as f64;
     let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64).sqrt();
     let channel_mean: Vec<f64> = (0..3)
-        .map(|c| values.iter().skip(c).step_by(3).map(|v| (v - mean) / std).sum::<f64>() / (160.0 * 160.0))
+        .map(|c| {
+            values
+                .iter()
+                .skip(c)
+                .step_by(3)
+                .map(|v| (v - mean) / std)
+                .sum::<f64>()
+                / (160.0 * 160.0)
+        })
         .collect();
-    let raw: Vec<f64> = (0..8).map(|j| (0..3).map(|c| channel_mean[c] * f64::from(w[c * 8 + j])).sum()).collect();
+    let raw: Vec<f64> = (0..8)
+        .map(|j| {
+            (0..3)
+                .map(|c| channel_mean[c] * f64::from(w[c * 8 + j]))
+                .sum()
+        })
+        .collect();
     let norm = raw.iter().map(|v| v * v).sum::<f64>().sqrt();
     for (g, r) in got.as_slice().iter().zip(&raw) {
-        assert!((f64::from(*g) - r / norm).abs() < 1e-4, "{:?} vs {raw:?}", got.as_slice());
+        assert!(
+            (f64::from(*g) - r / norm).abs() < 1e-4,
+            "{:?} vs {raw:?}",
+            got.as_slice()
+        );
     }
     let unit = got.as_slice().iter().map(|v| v * v).sum::<f32>().sqrt();
     assert!((unit - 1.0).abs() < 1e-5, "L2-normalised: {unit}");
 
     // A descriptor that disagrees with the model is refused at load, not per request.
-    let wrong = ModelDescriptor { dims: 16, ..facenet_like() };
+    let wrong = ModelDescriptor {
+        dims: 16,
+        ..facenet_like()
+    };
     let err = Embedder::from_dir(&dir, wrong, EmbedderConfig::default()).unwrap_err();
-    assert!(err.to_string().contains("outputs 8 values; descriptor says 16"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("outputs 8 values; descriptor says 16"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

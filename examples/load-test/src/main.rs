@@ -1,0 +1,365 @@
+//! A load generator for `facerec-server`: `--clients` threads POST one photo to `/detect`
+//! back to back for `--seconds`, then it reports throughput, latency percentiles, answers by
+//! status and, with `--pid`, the server's memory before, during and after the run.
+//!
+//! ```sh
+//! cargo build --release -p facerec-server -p load-test
+//! target/release/load-test --image crates/fixtures/photos/obama.jpg --make-640x480 /tmp/obama-640x480.jpg
+//! target/release/facerec-server --data-dir /tmp/facerec-load &
+//! target/release/load-test --url http://127.0.0.1:5000 --image /tmp/obama-640x480.jpg \
+//!     --clients 8 --seconds 30 --pid $!
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+/// Load generator for facerec-server: concurrent POST /detect of one photo.
+#[derive(Debug, Parser)]
+#[command(about)]
+struct Args {
+    /// Base URL of the server.
+    #[arg(long, default_value = "http://127.0.0.1:5000")]
+    url: String,
+
+    /// The photo to upload (JPEG or PNG); with --make-640x480, the photo to convert.
+    #[arg(long)]
+    image: PathBuf,
+
+    /// Concurrent clients, each on its own connection, each sending its next request as
+    /// soon as the previous answer is read.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+
+    /// How long the clients send; requests under way at the end are finished.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+
+    /// Process id of the server: its VmRSS and VmHWM (from /proc/PID/status) are sampled
+    /// every second.
+    #[arg(long)]
+    pid: Option<u32>,
+
+    /// Instead of a load test: crop --image to 4:3 (full width, upper third kept, where faces
+    /// sit in portraits), resize it to 640x480, write it here as a JPEG (quality 92), and exit.
+    #[arg(long, value_name = "OUT.jpg")]
+    make_640x480: Option<PathBuf>,
+}
+
+/// Multipart boundary of the upload.
+const BOUNDARY: &str = "facerec-load-test-boundary-1f8Xq2";
+
+/// Longest a single request may take before it counts as a transport error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if let Some(out) = &args.make_640x480 {
+        return make_640x480(&args.image, out);
+    }
+    if args.clients == 0 || args.seconds == 0 {
+        bail!("--clients and --seconds must be at least 1");
+    }
+    let photo = std::fs::read(&args.image)
+        .with_context(|| format!("reading --image {}", args.image.display()))?;
+    let (width, height) = image::ImageReader::new(Cursor::new(&photo))
+        .with_guessed_format()
+        .context("reading the image header")?
+        .into_dimensions()
+        .with_context(|| format!("{} is not a JPEG or PNG", args.image.display()))?;
+    let body = multipart(&photo);
+    let url = format!("{}/detect", args.url.trim_end_matches('/'));
+    println!(
+        "load-test: POST {url}, {} clients, {} s, {} ({width}x{height}, {:.1} KB)",
+        args.clients,
+        args.seconds,
+        args.image.display(),
+        photo.len() as f64 / 1000.0
+    );
+
+    let before = args.pid.map(memory).transpose()?;
+    let run = run(&args, &url, &body)?;
+    // let the server settle (in-flight work, freed buffers) before the last sample
+    std::thread::sleep(Duration::from_secs(1));
+    let after = args.pid.map(memory).transpose()?;
+    report(&run, before, after);
+    Ok(())
+}
+
+/// What one client saw.
+#[derive(Debug, Default)]
+struct ClientLog {
+    /// Latency of every 200 answer.
+    latencies: Vec<Duration>,
+    /// Answers that were not 200, by status and error code, or transport errors by kind.
+    errors: BTreeMap<String, u64>,
+    /// 200 answers by `face_num`.
+    faces: BTreeMap<u64, u64>,
+}
+
+/// Everything the run measured.
+#[derive(Debug, Default)]
+struct Run {
+    clients: ClientLog,
+    elapsed: Duration,
+    /// `(VmRSS, VmHWM)` in KiB, one sample a second.
+    samples: Vec<(u64, u64)>,
+}
+
+/// Runs the clients until `--seconds` have passed, sampling the server every second.
+fn run(args: &Args, url: &str, body: &[u8]) -> Result<Run> {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.seconds);
+    let answered = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+
+    std::thread::scope(|s| -> Result<Run> {
+        let clients: Vec<_> = (0..args.clients)
+            .map(|_| s.spawn(|| client(url, &content_type, body, deadline, &answered)))
+            .collect();
+        let sampler = s.spawn(|| sample(args.pid, started, &answered, &done));
+
+        let mut run = Run::default();
+        for client in clients {
+            let log = client
+                .join()
+                .map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
+            run.clients.latencies.extend(log.latencies);
+            merge(&mut run.clients.errors, log.errors);
+            merge(&mut run.clients.faces, log.faces);
+        }
+        run.elapsed = started.elapsed();
+        done.store(true, Ordering::Relaxed);
+        run.samples = sampler
+            .join()
+            .map_err(|_| anyhow::anyhow!("the sampler thread panicked"))??;
+        Ok(run)
+    })
+}
+
+/// One client: its own connection, one request at a time until the deadline.
+fn client(
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+    deadline: Instant,
+    answered: &AtomicU64,
+) -> ClientLog {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(REQUEST_TIMEOUT))
+        .build()
+        .into();
+    let mut log = ClientLog::default();
+    while Instant::now() < deadline {
+        let sent = Instant::now();
+        let answer = agent
+            .post(url)
+            .header("Content-Type", content_type)
+            .send(body)
+            .and_then(|mut res| {
+                let status = res.status().as_u16();
+                let bytes = res.body_mut().read_to_vec()?;
+                Ok((status, bytes))
+            });
+        let latency = sent.elapsed();
+        answered.fetch_add(1, Ordering::Relaxed);
+        match answer {
+            Ok((200, bytes)) => {
+                log.latencies.push(latency);
+                let faces = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v["face_num"].as_u64());
+                match faces {
+                    Some(n) => *log.faces.entry(n).or_default() += 1,
+                    None => *log.errors.entry("200 without face_num".into()).or_default() += 1,
+                }
+            }
+            Ok((status, bytes)) => {
+                let code = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v["error_code"].as_u64())
+                    .map_or_else(String::new, |c| format!(" (error {c})"));
+                *log.errors.entry(format!("{status}{code}")).or_default() += 1;
+            }
+            Err(e) => {
+                *log.errors.entry(format!("transport: {e}")).or_default() += 1;
+                // a refused connection would otherwise spin
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    log
+}
+
+/// Prints a progress line every second; returns the server memory samples.
+fn sample(
+    pid: Option<u32>,
+    started: Instant,
+    answered: &AtomicU64,
+    done: &AtomicBool,
+) -> Result<Vec<(u64, u64)>> {
+    let mut samples = Vec::new();
+    let mut next = started + Duration::from_secs(1);
+    let mut last_count = 0;
+    while !done.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now < next {
+            std::thread::sleep((next - now).min(Duration::from_millis(50)));
+            continue;
+        }
+        next += Duration::from_secs(1);
+        let count = answered.load(Ordering::Relaxed);
+        let mut line = format!(
+            "{:>5.0} s: {count:>6} answers, {:>5} in the last second",
+            started.elapsed().as_secs_f64(),
+            count - last_count
+        );
+        last_count = count;
+        if let Some(pid) = pid {
+            let (rss, hwm) = memory(pid)?;
+            samples.push((rss, hwm));
+            line.push_str(&format!(", server RSS {}", mb(rss)));
+        }
+        println!("{line}");
+    }
+    Ok(samples)
+}
+
+fn report(run: &Run, before: Option<(u64, u64)>, after: Option<(u64, u64)>) {
+    let mut latencies = run.clients.latencies.clone();
+    latencies.sort_unstable();
+    let ok = latencies.len() as u64;
+    let errors: u64 = run.clients.errors.values().sum();
+    let seconds = run.elapsed.as_secs_f64();
+    println!();
+    println!(
+        "requests     {} ({ok} ok, {errors} errors) in {seconds:.1} s",
+        ok + errors
+    );
+    println!("throughput   {:.1} req/s (ok answers)", ok as f64 / seconds);
+    if latencies.is_empty() {
+        println!("latency      no successful answer");
+    } else {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "latency      p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms, mean {:.0} ms",
+            ms(percentile(&latencies, 50.0)),
+            ms(percentile(&latencies, 90.0)),
+            ms(percentile(&latencies, 99.0)),
+            ms(latencies[latencies.len() - 1]),
+            ms(latencies.iter().sum::<Duration>()) / latencies.len() as f64
+        );
+    }
+    let faces: Vec<String> = run
+        .clients
+        .faces
+        .iter()
+        .map(|(n, count)| format!("{n} face(s) x {count}"))
+        .collect();
+    println!("faces        {}", or_none(&faces.join(", ")));
+    let errors: Vec<String> = run
+        .clients
+        .errors
+        .iter()
+        .map(|(kind, count)| format!("{kind} x {count}"))
+        .collect();
+    println!("errors       {}", or_none(&errors.join(", ")));
+    if let (Some((rss0, hwm0)), Some((rss1, hwm1))) = (before, after) {
+        let max = run.samples.iter().map(|s| s.0).max().unwrap_or(rss0);
+        let last = run.samples.last().map_or(rss0, |s| s.0);
+        println!(
+            "server RSS   before {} (VmHWM {}); during: max {}, last {}; after {} (VmHWM {})",
+            mb(rss0),
+            mb(hwm0),
+            mb(max),
+            mb(last),
+            mb(rss1),
+            mb(hwm1)
+        );
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn merge<K: Ord>(into: &mut BTreeMap<K, u64>, from: BTreeMap<K, u64>) {
+    for (k, v) in from {
+        *into.entry(k).or_default() += v;
+    }
+}
+
+fn or_none(text: &str) -> &str {
+    if text.is_empty() { "none" } else { text }
+}
+
+fn mb(kib: u64) -> String {
+    format!("{:.1} MB", kib as f64 * 1024.0 / 1e6)
+}
+
+/// `(VmRSS, VmHWM)` of a process in KiB, from `/proc/PID/status` (Linux).
+fn memory(pid: u32) -> Result<(u64, u64)> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {path}: is the server (--pid {pid}) running?"))?;
+    let field = |name: &str| -> Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {name} in {path}"))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// The photo as the `image_file` field of a multipart body.
+fn multipart(photo: &[u8]) -> Vec<u8> {
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image_file\"; \
+         filename=\"photo.jpg\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(photo);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+/// Crops `input` to 4:3 and resizes it to 640x480; for `obama.jpg` the result is byte for
+/// byte the `facerec_fixtures::obama_640x480()` JPEG of the benches.
+fn make_640x480(input: &Path, out: &Path) -> Result<()> {
+    let img = image::open(input)
+        .with_context(|| format!("decoding {}", input.display()))?
+        .to_rgb8();
+    let (w, h) = img.dimensions();
+    // the largest 4:3 window: full width of a portrait, full height of a panorama
+    let (crop_w, crop_h) = if u64::from(w) * 3 <= u64::from(h) * 4 {
+        (w, w * 3 / 4)
+    } else {
+        (h * 4 / 3, h)
+    };
+    let (left, top) = ((w - crop_w) / 2, (h - crop_h) / 3);
+    let cropped = image::imageops::crop_imm(&img, left, top, crop_w, crop_h).to_image();
+    let resized =
+        image::imageops::resize(&cropped, 640, 480, image::imageops::FilterType::Triangle);
+    let mut jpeg = Vec::new();
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 92);
+    resized
+        .write_with_encoder(encoder)
+        .context("encoding the JPEG")?;
+    std::fs::write(out, &jpeg).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "wrote {} (640x480 from {w}x{h}, crop {crop_w}x{crop_h} at {left},{top}; {:.1} KB)",
+        out.display(),
+        jpeg.len() as f64 / 1000.0
+    );
+    Ok(())
+}

@@ -33,7 +33,11 @@ fn one_face_in_obama_with_landmarks_inside_the_box() {
     let sure: Vec<&Face> = faces.iter().filter(|f| f.score > 0.95).collect();
     assert_eq!(sure.len(), 1, "{faces:?}");
     let f = sure[0];
-    assert_eq!(largest_face(&faces), Some(0), "the face is also the largest detection");
+    assert_eq!(
+        largest_face(&faces),
+        Some(0),
+        "the face is also the largest detection"
+    );
     assert_eq!(f.embedding.len(), 128);
     for [x, y] in f.landmarks {
         assert!(

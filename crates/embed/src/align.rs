@@ -188,8 +188,8 @@ impl<'a> Source<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::Rgb;
     use crate::ModelDescriptor;
+    use image::Rgb;
 
     #[test]
     fn similarity_recovers_a_known_transform() {

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use facerec_fixtures::{Part, form, multipart, multipart_type, url_encode as enc};
 use serde_json::Value;
 
 // ---- the server process -------------------------------------------------------------------
@@ -268,42 +269,9 @@ fn fresh_dir(name: &str) -> PathBuf {
 
 // ---- request bodies -----------------------------------------------------------------------
 
-const BOUNDARY: &str = "facerec-durability-boundary-q0Zx81";
-
 /// A multipart body with one file field.
 fn multipart_file(name: &str, bytes: &[u8]) -> Vec<u8> {
-    let mut body = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; \
-         filename=\"upload.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
-    body
-}
-
-fn multipart_type() -> String {
-    format!("multipart/form-data; boundary={BOUNDARY}")
-}
-
-/// Percent-encodes a query or form value.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn form(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    multipart(&[Part::File(name, bytes)])
 }
 
 /// splitmix64: a tiny seeded generator, enough to vary timings and payloads reproducibly.

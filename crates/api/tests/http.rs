@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use facerec::FaceEngine;
 use facerec_api::{ApiConfig, FaceService, RunningServer, ServerOptions};
+use facerec_fixtures::{BOUNDARY, Part, form, multipart, multipart_type, url_encode as enc};
 use serde_json::Value;
 
 // ---- harness ------------------------------------------------------------------------------
@@ -105,67 +106,6 @@ impl Resp {
         assert!(self.header("x-request-id").is_some(), "no request id");
         v
     }
-}
-
-enum Part<'a> {
-    Text(&'a str, &'a str),
-    File(&'a str, &'a [u8]),
-}
-
-const BOUNDARY: &str = "facerec-test-boundary-7MA4YWxkTrZu0gW";
-
-fn multipart(parts: &[Part]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for part in parts {
-        match part {
-            Part::Text(name, value) => {
-                body.extend_from_slice(
-                    format!(
-                        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
-                    )
-                    .as_bytes(),
-                );
-                body.extend_from_slice(value.as_bytes());
-            }
-            Part::File(name, bytes) => {
-                body.extend_from_slice(
-                    format!(
-                        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; \
-                         filename=\"upload.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-                    )
-                    .as_bytes(),
-                );
-                body.extend_from_slice(bytes);
-            }
-        }
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    body
-}
-
-fn multipart_type() -> String {
-    format!("multipart/form-data; boundary={BOUNDARY}")
-}
-
-/// Percent-encodes a query or form value.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn form(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 impl TestServer {

@@ -500,16 +500,20 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn rewritten_pnet_matches_the_original() {
+    fn pnet_with_capacity(capacity: usize) -> Net {
         let spec = NetSpec {
             name: "pnet",
             shape: [Dim::Fixed(1), Dim::Fixed(3), Dim::Var("W"), Dim::Var("H")],
             outputs: &["conv2d_4", "softmax"],
             merge_heads: true,
-            capacity: 2,
+            capacity,
         };
-        let net = Net::load(&spec, &facerec_fixtures::models_dir().join("pnet.onnx")).unwrap();
+        Net::load(&spec, &facerec_fixtures::models_dir().join("pnet.onnx")).unwrap()
+    }
+
+    #[test]
+    fn rewritten_pnet_matches_the_original() {
+        let net = pnet_with_capacity(2);
         for (i, (w, h)) in [(40, 30), (13, 57), (40, 30)].into_iter().enumerate() {
             let nhwc = [1, w, h, 3];
             let data = noise(w * h * 3, i as u64 % 2);
@@ -568,14 +572,7 @@ mod tests {
 
     #[test]
     fn plan_cache_evicts_the_least_recently_used() {
-        let spec = NetSpec {
-            name: "pnet",
-            shape: [Dim::Fixed(1), Dim::Fixed(3), Dim::Var("W"), Dim::Var("H")],
-            outputs: &["conv2d_4", "softmax"],
-            merge_heads: true,
-            capacity: 2,
-        };
-        let net = Net::load(&spec, &facerec_fixtures::models_dir().join("pnet.onnx")).unwrap();
+        let net = pnet_with_capacity(2);
         let run = |w: usize, h: usize| {
             let out = net.run([1, 3, w, h], noise(3 * w * h, 3)).unwrap();
             assert_eq!(out[0].shape[3], 6);

@@ -54,10 +54,7 @@ impl Embedder {
             });
         }
         let n = descriptor.input_size as usize;
-        let shape = match descriptor.layout {
-            Layout::Nchw => [1, 3, n, n],
-            Layout::Nhwc => [1, n, n, 3],
-        };
+        let shape = input_shape(&descriptor);
         let model_error = |e: TractError| Error::Model {
             path: PathBuf::from(path),
             message: format!("{e:#}"),
@@ -164,6 +161,15 @@ impl Embedder {
     }
 }
 
+/// The model's input shape for one chip.
+fn input_shape(d: &ModelDescriptor) -> [usize; 4] {
+    let n = d.input_size as usize;
+    match d.layout {
+        Layout::Nchw => [1, 3, n, n],
+        Layout::Nhwc => [1, n, n, 3],
+    }
+}
+
 /// Lays out a chip as the model's input tensor with its normalisation.
 fn to_tensor(chip: &RgbImage, d: &ModelDescriptor) -> Result<Tensor> {
     let n = d.input_size as usize;
@@ -203,29 +209,27 @@ fn to_tensor(chip: &RgbImage, d: &ModelDescriptor) -> Result<Tensor> {
             }
         }
     }
-    let shape = match d.layout {
-        Layout::Nchw => [1, 3, n, n],
-        Layout::Nhwc => [1, n, n, 3],
-    };
-    Tensor::from_shape(&shape, &data).map_err(|e| Error::Inference(format!("{e:#}")))
+    Tensor::from_shape(&input_shape(d), &data).map_err(|e| Error::Inference(format!("{e:#}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.try_as_plain_ram()
+            .unwrap()
+            .as_slice::<f32>()
+            .unwrap()
+            .to_vec()
+    }
+
     #[test]
     fn tensor_layouts_and_normalisations() {
         let chip = RgbImage::from_fn(8, 8, |x, y| image::Rgb([x as u8, y as u8, 200]));
         let mut d = ModelDescriptor::dlib_resnet_v1();
         d.input_size = 8;
-        let t = to_tensor(&chip, &d).unwrap();
-        let v = t
-            .try_as_plain_ram()
-            .unwrap()
-            .as_slice::<f32>()
-            .unwrap()
-            .to_vec();
+        let v = values(&to_tensor(&chip, &d).unwrap());
         assert_eq!(v[3], 3.0, "R plane, x = 3");
         assert_eq!(v[64 + 8], 1.0, "G plane, y = 1");
         assert_eq!(v[128], 200.0, "B plane");
@@ -234,22 +238,10 @@ mod tests {
             mean: [1.0, 0.0, 100.0],
             std: [2.0, 1.0, 50.0],
         };
-        let t = to_tensor(&chip, &d).unwrap();
-        let v = t
-            .try_as_plain_ram()
-            .unwrap()
-            .as_slice::<f32>()
-            .unwrap()
-            .to_vec();
+        let v = values(&to_tensor(&chip, &d).unwrap());
         assert_eq!(&v[33..36], &[(3.0 - 1.0) / 2.0, 1.0, 2.0], "pixel (3, 1)");
         d.normalisation = Normalisation::Prewhiten;
-        let t = to_tensor(&chip, &d).unwrap();
-        let v = t
-            .try_as_plain_ram()
-            .unwrap()
-            .as_slice::<f32>()
-            .unwrap()
-            .to_vec();
+        let v = values(&to_tensor(&chip, &d).unwrap());
         let mean = v.iter().sum::<f32>() / v.len() as f32;
         let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / v.len() as f32;
         assert!(

@@ -96,6 +96,8 @@ fn committed_model_has_the_expected_structure() {
 
     // dlib stores 5,614,592 parameters; folding drops each affine layer's gamma and beta
     // (two per conv output channel) and the graph adds the input mean (3) and scale (1).
+    // The last block's second conv sees a 1x1 input, so only the centre of its 3x3
+    // 256x256 filters is kept: 8 of every 9 taps (524,288 weights) are dropped.
     let conv_channels: usize = g
         .initializer
         .iter()
@@ -104,7 +106,7 @@ fn committed_model_has_the_expected_structure() {
         .sum();
     assert_eq!(
         graph::weight_count(&model),
-        5_614_592 - 2 * conv_channels + 4
+        5_614_592 - 2 * conv_channels + 4 - 256 * 256 * 8
     );
 }
 
@@ -141,4 +143,47 @@ fn committed_model_runs_batches() {
     let both = embed(&batch, &[&a, &b]);
     assert!(max_abs_diff(&both[0], &embed(&single, &[&a])[0]) < 1e-5);
     assert!(max_abs_diff(&both[1], &embed(&single, &[&b])[0]) < 1e-5);
+}
+
+#[test]
+fn models_readme_lists_every_model_with_its_checksum() {
+    let dir = model_path().parent().unwrap().to_path_buf();
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    // Table rows: | `file.onnx` | `sha256` | size | source | licence |
+    let listed: BTreeMap<String, (String, String)> = readme
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let file = cells.get(1)?.strip_prefix('`')?.strip_suffix(".onnx`")?;
+            let sha = cells.get(2)?.trim_matches('`').to_owned();
+            let size = cells.get(3)?.replace(',', "");
+            Some((format!("{file}.onnx"), (sha, size)))
+        })
+        .collect();
+    let mut on_disk = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "onnx") {
+            on_disk.push(path);
+        }
+    }
+    assert_eq!(
+        on_disk.len(),
+        listed.len(),
+        "models/README.md lists {:?}",
+        listed.keys()
+    );
+    for path in on_disk {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let (sha, size) = listed
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not in models/README.md"));
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes.len().to_string(), size, "size of {name}");
+        assert_eq!(
+            &facerec_convert::sha256_hex(&bytes),
+            sha,
+            "sha256 of {name} differs from models/README.md"
+        );
+    }
 }

@@ -122,23 +122,34 @@ pub fn warp_chip(image: &RgbImage, map: &Similarity, size: u32) -> RgbImage {
         1
     };
     let g = f64::from(grid);
-    let samples = g * g;
+    // Sub-sample offsets centred on the chip pixel.
+    let offsets: Vec<(f64, f64)> = (0..grid)
+        .flat_map(|j| (0..grid).map(move |k| (k, j)))
+        .map(|(k, j)| {
+            (
+                (f64::from(k) + 0.5) / g - 0.5,
+                (f64::from(j) + 0.5) / g - 0.5,
+            )
+        })
+        .collect();
+    let inv_samples = 1.0 / (g * g) as f32;
     let source = Source::new(image);
+    let width = size as usize;
     let mut chip = RgbImage::new(size, size);
-    for (i, out) in chip.as_mut().chunks_exact_mut(3).enumerate() {
-        let (x, y) = (i as u32 % size, i as u32 / size);
-        let mut acc = [0.0f64; 3];
-        for j in 0..grid {
-            for k in 0..grid {
-                // Sub-sample offsets centred on the chip pixel.
-                let sx = f64::from(x) + (f64::from(k) + 0.5) / g - 0.5;
-                let sy = f64::from(y) + (f64::from(j) + 0.5) / g - 0.5;
-                let (px, py) = map.apply(sx, sy);
-                source.add_bilinear(px, py, &mut acc);
+    let mut acc = vec![0.0f32; width * 3];
+    for (y, row) in chip.as_mut().chunks_exact_mut(width * 3).enumerate() {
+        acc.fill(0.0);
+        for &(ox, oy) in &offsets {
+            // Walk the row: each chip pixel to the right moves the image point by (a, b).
+            let (x0, y0) = map.apply(ox, y as f64 + oy);
+            for (x, out) in acc.chunks_exact_mut(3).enumerate() {
+                let x = x as f64;
+                source.add_bilinear(x0 + map.a * x, y0 + map.b * x, out);
             }
         }
-        for (o, a) in out.iter_mut().zip(acc) {
-            *o = (a / samples).round().clamp(0.0, 255.0) as u8;
+        for (o, a) in row.iter_mut().zip(&acc) {
+            // Non-negative, so the saturating cast rounds half up and clamps at 255.
+            *o = (a * inv_samples + 0.5) as u8;
         }
     }
     chip
@@ -160,24 +171,26 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// Adds the bilinear sample at (x, y) to `acc`; adds nothing (black) when the 2x2
-    /// neighbourhood leaves the image, as dlib does.
-    fn add_bilinear(&self, x: f64, y: f64, acc: &mut [f64; 3]) {
-        let (left, top) = (x.floor(), y.floor());
-        if !(left >= 0.0 && top >= 0.0) {
+    /// Adds the bilinear sample at (x, y) to `acc` (one RGB pixel); adds nothing (black) when
+    /// the 2x2 neighbourhood leaves the image, as dlib does.
+    #[inline]
+    fn add_bilinear(&self, x: f64, y: f64, acc: &mut [f32]) {
+        // Negative points (and NaN) are outside; for the rest, truncation is the floor.
+        if !(x >= 0.0 && y >= 0.0) {
             return;
         }
-        let (l, t) = (left as usize, top as usize);
+        let (l, t) = (x as usize, y as usize);
         if l + 1 >= self.width || t + 1 >= self.height {
             return;
         }
-        let (fx, fy) = (x - left, y - top);
+        let (fx, fy) = ((x - l as f64) as f32, (y - t as f64) as f32);
         let row = self.width * 3;
         let at = t * row + l * 3;
-        let p = self.pixels;
+        let top = &self.pixels[at..at + 6];
+        let bottom = &self.pixels[at + row..at + row + 6];
         for c in 0..3 {
-            let (tl, tr) = (f64::from(p[at + c]), f64::from(p[at + 3 + c]));
-            let (bl, br) = (f64::from(p[at + row + c]), f64::from(p[at + row + 3 + c]));
+            let (tl, tr) = (f32::from(top[c]), f32::from(top[c + 3]));
+            let (bl, br) = (f32::from(bottom[c]), f32::from(bottom[c + 3]));
             let top_row = tl + (tr - tl) * fx;
             let bottom_row = bl + (br - bl) * fx;
             acc[c] += top_row + (bottom_row - top_row) * fy;

@@ -175,13 +175,19 @@ fn to_tensor(chip: &RgbImage, d: &ModelDescriptor) -> Result<Tensor> {
     let n = d.input_size as usize;
     let plane = n * n;
     let mut data = vec![0.0f32; 3 * plane];
-    for (i, px) in chip.pixels().enumerate() {
-        for c in 0..3 {
-            let at = match d.layout {
-                Layout::Nchw => c * plane + i,
-                Layout::Nhwc => i * 3 + c,
-            };
-            data[at] = f32::from(px.0[c]);
+    let pixels = chip.as_raw();
+    match d.layout {
+        Layout::Nchw => {
+            let (r, rest) = data.split_at_mut(plane);
+            let (g, b) = rest.split_at_mut(plane);
+            for (((px, r), g), b) in pixels.chunks_exact(3).zip(r).zip(g).zip(b) {
+                (*r, *g, *b) = (f32::from(px[0]), f32::from(px[1]), f32::from(px[2]));
+            }
+        }
+        Layout::Nhwc => {
+            for (v, &p) in data.iter_mut().zip(pixels) {
+                *v = f32::from(p);
+            }
         }
     }
     match &d.normalisation {
@@ -209,7 +215,9 @@ fn to_tensor(chip: &RgbImage, d: &ModelDescriptor) -> Result<Tensor> {
             }
         }
     }
-    Tensor::from_shape(&input_shape(d), &data).map_err(|e| Error::Inference(format!("{e:#}")))
+    tract_ndarray::Array::from_shape_vec(input_shape(d), data)
+        .map(Tensor::from)
+        .map_err(|e| Error::Inference(e.to_string()))
 }
 
 #[cfg(test)]

@@ -26,6 +26,10 @@ pub struct EvalArgs {
     /// Worker threads (default: every core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Also write every pair's distance to this file, one tab-separated line per pair
+    /// (`fold same distance a b`), to look at the pairs it gets wrong.
+    #[arg(long, value_name = "FILE")]
+    distances: Option<PathBuf>,
 }
 
 /// Mean MTCNN landmarks over LFW's 250x250 images: when no face is found, the image is
@@ -93,6 +97,19 @@ pub fn run(engine: &FaceEngine, args: &EvalArgs) -> Result<()> {
         .iter()
         .map(|p| by_path[&p.a].distance(&by_path[&p.b]))
         .collect();
+    if let Some(path) = &args.distances {
+        let mut out = String::from("fold\tsame\tdistance\ta\tb\n");
+        for (p, d) in pairs.iter().zip(&distances) {
+            out.push_str(&format!(
+                "{}\t{}\t{d:.6}\t{}\t{}\n",
+                p.fold + 1,
+                u8::from(p.same),
+                p.a.display(),
+                p.b.display()
+            ));
+        }
+        std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
+    }
     let recommended = engine.model().threshold;
     let s = lfw::score(&pairs, &distances, recommended);
     let per_image_ms = wall.as_secs_f64() * 1e3 / images.len().max(1) as f64;

@@ -47,6 +47,18 @@ fn embedding(c: &mut Criterion) {
                 .expect("align")
         })
     });
+    let chip = engine
+        .embedder()
+        .align(&img, &face.landmarks)
+        .expect("align");
+    g.bench_function("embed aligned chip (1 thread)", |b| {
+        b.iter(|| {
+            engine
+                .embedder()
+                .embed_chip(black_box(&chip))
+                .expect("embed")
+        })
+    });
     g.bench_function("align+embed per face (1 thread)", |b| {
         b.iter(|| {
             engine

@@ -142,7 +142,7 @@ pub fn warp_chip(image: &RgbImage, map: &Similarity, size: u32) -> RgbImage {
         for &(ox, oy) in &offsets {
             // Walk the row: each chip pixel to the right moves the image point by (a, b).
             let (x0, y0) = map.apply(ox, y as f64 + oy);
-            for (x, out) in acc.chunks_exact_mut(3).enumerate() {
+            for (x, out) in acc.as_chunks_mut::<3>().0.iter_mut().enumerate() {
                 let x = x as f64;
                 source.add_bilinear(x0 + map.a * x, y0 + map.b * x, out);
             }
@@ -159,7 +159,9 @@ pub fn warp_chip(image: &RgbImage, map: &Similarity, size: u32) -> RgbImage {
 struct Source<'a> {
     pixels: &'a [u8],
     width: usize,
-    height: usize,
+    /// `width - 1` and `height - 1`: a sample's left and top pixels must be below them.
+    last_x: f64,
+    last_y: f64,
 }
 
 impl<'a> Source<'a> {
@@ -167,33 +169,36 @@ impl<'a> Source<'a> {
         Self {
             pixels: image.as_raw(),
             width: image.width() as usize,
-            height: image.height() as usize,
+            last_x: f64::from(image.width()) - 1.0,
+            last_y: f64::from(image.height()) - 1.0,
         }
     }
 
     /// Adds the bilinear sample at (x, y) to `acc` (one RGB pixel); adds nothing (black) when
     /// the 2x2 neighbourhood leaves the image, as dlib does.
     #[inline]
-    fn add_bilinear(&self, x: f64, y: f64, acc: &mut [f32]) {
-        // Negative points (and NaN) are outside; for the rest, truncation is the floor.
-        if !(x >= 0.0 && y >= 0.0) {
+    fn add_bilinear(&self, x: f64, y: f64, acc: &mut [f32; 3]) {
+        // Inside means floor(x) + 1 < width; NaN fails every comparison. For non-negative
+        // values, truncation is the floor.
+        if !(x >= 0.0 && y >= 0.0 && x < self.last_x && y < self.last_y) {
             return;
         }
         let (l, t) = (x as usize, y as usize);
-        if l + 1 >= self.width || t + 1 >= self.height {
-            return;
-        }
         let (fx, fy) = ((x - l as f64) as f32, (y - t as f64) as f32);
         let row = self.width * 3;
         let at = t * row + l * 3;
-        let top = &self.pixels[at..at + 6];
-        let bottom = &self.pixels[at + row..at + row + 6];
-        for c in 0..3 {
+        let (Some(top), Some(bottom)) = (
+            self.pixels.get(at..at + 6),
+            self.pixels.get(at + row..at + row + 6),
+        ) else {
+            return;
+        };
+        for (c, acc) in acc.iter_mut().enumerate() {
             let (tl, tr) = (f32::from(top[c]), f32::from(top[c + 3]));
             let (bl, br) = (f32::from(bottom[c]), f32::from(bottom[c + 3]));
             let top_row = tl + (tr - tl) * fx;
             let bottom_row = bl + (br - bl) * fx;
-            acc[c] += top_row + (bottom_row - top_row) * fy;
+            *acc += top_row + (bottom_row - top_row) * fy;
         }
     }
 }

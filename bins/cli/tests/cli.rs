@@ -141,6 +141,13 @@ fn lfw_image(root: &Path, name: &str, n: u32, bytes: &[u8]) {
     std::fs::write(dir.join(format!("{name}_{n:04}.jpg")), bytes).unwrap();
 }
 
+fn eval_lfw(pairs: &Path, images: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["eval-lfw", "--pairs", pairs.to_str().unwrap()];
+    args.extend(["--images", images.to_str().unwrap()]);
+    args.extend(extra);
+    facerec(&args)
+}
+
 #[test]
 fn eval_lfw_runs_the_protocol_on_a_tiny_folder() {
     let root = scratch("lfw");
@@ -166,16 +173,17 @@ fn eval_lfw_runs_the_protocol_on_a_tiny_folder() {
     )
     .unwrap();
     let distances = root.join("distances.tsv");
-    let v = facerec_json(&[
-        "eval-lfw",
-        "--pairs",
-        pairs.to_str().unwrap(),
-        "--images",
-        images.to_str().unwrap(),
-        "--json",
-        "--distances",
-        distances.to_str().unwrap(),
-    ]);
+    let out = eval_lfw(
+        &pairs,
+        &images,
+        &["--json", "--distances", distances.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     assert_eq!(v["pairs"], 4);
     assert_eq!(v["folds"], 2);
     assert_eq!(v["images"], 4);
@@ -204,13 +212,7 @@ fn eval_lfw_runs_the_protocol_on_a_tiny_folder() {
     }
     assert_eq!(rows[0][3], "Barack_Obama/Barack_Obama_0001.jpg");
 
-    let report = facerec(&[
-        "eval-lfw",
-        "--pairs",
-        pairs.to_str().unwrap(),
-        "--images",
-        images.to_str().unwrap(),
-    ]);
+    let report = eval_lfw(&pairs, &images, &[]);
     let text = String::from_utf8_lossy(&report.stdout);
     assert!(
         text.contains("accuracy") && text.contains("no face found: 1 of 4"),
@@ -218,13 +220,7 @@ fn eval_lfw_runs_the_protocol_on_a_tiny_folder() {
     );
 
     std::fs::write(&pairs, "2\t1\nBarack_Obama\t1\n").unwrap();
-    let out = facerec(&[
-        "eval-lfw",
-        "--pairs",
-        pairs.to_str().unwrap(),
-        "--images",
-        images.to_str().unwrap(),
-    ]);
+    let out = eval_lfw(&pairs, &images, &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pairs.txt"), "{err}");

@@ -11,6 +11,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use facerec_fixtures::Rng;
 use facerec_store::{FaceMatrix, FaceRecord, FaceStore, SledStore, StoreConfig};
 
 const DIMS: usize = 128;
@@ -18,41 +19,23 @@ const NORM: f32 = 1.3;
 const THRESHOLD: f32 = 0.6;
 const MODEL: &str = "bench-model";
 
-/// splitmix64: a small deterministic PRNG.
-struct Rng(u64);
+/// A random direction scaled to `NORM`.
+fn random_embedding(rng: &mut Rng) -> Vec<f32> {
+    // sum of three uniforms: roughly Gaussian, so directions are spread
+    let mut v: Vec<f32> = (0..DIMS)
+        .map(|_| rng.next_f32() + rng.next_f32() + rng.next_f32())
+        .collect();
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x *= NORM / n);
+    v
+}
 
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    /// A random direction scaled to `NORM`.
-    fn embedding(&mut self) -> Vec<f32> {
-        // sum of three uniforms: roughly Gaussian, so directions are spread
-        let mut v: Vec<f32> = (0..DIMS)
-            .map(|_| self.next_f32() + self.next_f32() + self.next_f32())
-            .collect();
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.iter_mut().for_each(|x| *x *= NORM / n);
-        v
-    }
-
-    /// A 24-character token like the API layer's.
-    fn token(&mut self) -> String {
-        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-";
-        (0..24)
-            .map(|_| ALPHABET[(self.next_u64() % 64) as usize] as char)
-            .collect()
-    }
+/// A 24-character token like the API layer's.
+fn random_token(rng: &mut Rng) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-";
+    (0..24)
+        .map(|_| ALPHABET[(rng.next_u64() % 64) as usize] as char)
+        .collect()
 }
 
 /// A query near face number `near` (so the result is not always empty).
@@ -73,11 +56,11 @@ fn build_matrix(n: usize, seed: u64) -> (FaceMatrix, Vec<f32>) {
     let mut m = FaceMatrix::with_capacity(DIMS, n);
     let mut query = Vec::new();
     for i in 0..n {
-        let v = rng.embedding();
+        let v = random_embedding(&mut rng);
         if i == n / 3 {
             query = query_near(&v, &mut rng);
         }
-        let token = rng.token();
+        let token = random_token(&mut rng);
         m.upsert(&token, &format!("person {i}"), &v).unwrap();
     }
     let rss1 = rss_bytes();
@@ -133,11 +116,11 @@ fn sled_search(c: &mut Criterion) {
     let mut query = Vec::new();
     let mut batch = Vec::with_capacity(10_000);
     for i in 0..n {
-        let v = rng.embedding();
+        let v = random_embedding(&mut rng);
         if i == n / 2 {
             query = query_near(&v, &mut rng);
         }
-        let token = rng.token();
+        let token = random_token(&mut rng);
         batch.push(FaceRecord::new(token, format!("person {i}"), v, MODEL));
         if batch.len() == 10_000 {
             store.add_many("bench", std::mem::take(&mut batch)).unwrap();

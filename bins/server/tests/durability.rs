@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use facerec_fixtures::{Part, form, multipart, multipart_type, url_encode as enc};
+use facerec_fixtures::{Part, Rng, form, multipart, multipart_type, url_encode as enc};
 use serde_json::Value;
 
 // ---- the server process -------------------------------------------------------------------
@@ -274,27 +274,6 @@ fn multipart_file(name: &str, bytes: &[u8]) -> Vec<u8> {
     multipart(&[Part::File(name, bytes)])
 }
 
-/// splitmix64: a tiny seeded generator, enough to vary timings and payloads reproducibly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
-
 fn env_number(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
         Ok(v) => v
@@ -365,7 +344,7 @@ fn acknowledged_writes_survive_kill_9() {
             let writers: Vec<_> = (0..WRITERS)
                 .map(|w| {
                     let (server, tokens, acks, killed) = (&server, &tokens, &acks, &killed);
-                    let writer_seed = rng.next();
+                    let writer_seed = rng.next_u64();
                     s.spawn(move || {
                         write_until_killed(server, round, w, tokens, writer_seed, acks, killed)
                     })

@@ -257,20 +257,8 @@ fn report(run: &Run, before: Option<(u64, u64)>, after: Option<(u64, u64)>) {
             ms(latencies.iter().sum::<Duration>()) / latencies.len() as f64
         );
     }
-    let faces: Vec<String> = run
-        .clients
-        .faces
-        .iter()
-        .map(|(n, count)| format!("{n} face(s) x {count}"))
-        .collect();
-    println!("faces        {}", or_none(&faces.join(", ")));
-    let errors: Vec<String> = run
-        .clients
-        .errors
-        .iter()
-        .map(|(kind, count)| format!("{kind} x {count}"))
-        .collect();
-    println!("errors       {}", or_none(&errors.join(", ")));
+    println!("faces        {}", tally(&run.clients.faces, " face(s)"));
+    println!("errors       {}", tally(&run.clients.errors, ""));
     if let (Some((rss0, hwm0)), Some((rss1, hwm1))) = (before, after) {
         let max = run.samples.iter().map(|s| s.0).max().unwrap_or(rss0);
         let last = run.samples.last().map_or(rss0, |s| s.0);
@@ -298,8 +286,16 @@ fn merge<K: Ord>(into: &mut BTreeMap<K, u64>, from: BTreeMap<K, u64>) {
     }
 }
 
-fn or_none(text: &str) -> &str {
-    if text.is_empty() { "none" } else { text }
+/// `key{unit} x count, ...`, or `none`.
+fn tally<K: std::fmt::Display>(counts: &BTreeMap<K, u64>, unit: &str) -> String {
+    if counts.is_empty() {
+        return "none".into();
+    }
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(key, count)| format!("{key}{unit} x {count}"))
+        .collect();
+    parts.join(", ")
 }
 
 fn mb(kib: u64) -> String {

@@ -5,6 +5,10 @@ use std::sync::Arc;
 
 use image::RgbImage;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::Cost;
+use tract_onnx::tract_core::ops::konst::Const;
+use tract_onnx::tract_core::ops::source::TypedSource;
+use tract_onnx::tract_core::plan::{SimpleState, eval};
 
 use crate::align::{chip_to_image, warp_chip};
 use crate::descriptor::{Layout, Metric, ModelDescriptor, Normalisation};
@@ -16,6 +20,21 @@ pub struct EmbedderConfig {
     /// Mirror-flip test-time augmentation: embed the chip and its mirror image and average
     /// the two (about +0.2 points on LFW, twice the inference time).
     pub flip: bool,
+}
+
+/// One step of the optimised model and its time, from [`Embedder::profile`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepTime {
+    /// The step's name in tract's optimised plan (derived from the ONNX node it came from).
+    pub name: String,
+    /// The operation tract runs, e.g. `OptMatMul` for a convolution's matrix product.
+    pub op: String,
+    /// tract's description of the operation; for a matrix product its m, k, n and kernel.
+    pub info: Vec<String>,
+    /// Multiply-adds per run, from tract's cost model (0 for steps without arithmetic).
+    pub multiply_adds: u64,
+    /// Mean wall-clock seconds per run.
+    pub seconds: f64,
 }
 
 /// A loaded embedding model: aligns faces by their five landmarks and embeds them.
@@ -113,14 +132,7 @@ impl Embedder {
 
     /// Embeds an already aligned chip of `input_size` x `input_size` pixels.
     pub fn embed_chip(&self, chip: &RgbImage) -> Result<Embedding> {
-        let n = self.descriptor.input_size;
-        if chip.dimensions() != (n, n) {
-            return Err(Error::ChipSize {
-                expected: n,
-                width: chip.width(),
-                height: chip.height(),
-            });
-        }
+        self.check_chip(chip)?;
         let mut values = self.run(chip)?;
         if self.config.flip {
             let mirrored = self.run(&image::imageops::flip_horizontal(chip))?;
@@ -140,6 +152,68 @@ impl Embedder {
             ));
         }
         Ok(Embedding::new(values))
+    }
+
+    /// Runs the model `runs` times on `chip` and times each step of the optimised plan,
+    /// slowest first: where one embedding's time goes, to compare models or runtimes.
+    ///
+    /// The steps' sum is slightly above [`Embedder::embed_chip`]'s time: each step is timed
+    /// on its own. Mirror-flip is not applied (it doubles every step).
+    pub fn profile(&self, chip: &RgbImage, runs: usize) -> Result<Vec<StepTime>> {
+        self.check_chip(chip)?;
+        let input: TValue = to_tensor(chip, &self.descriptor)?.into();
+        let inference = |e: TractError| Error::Inference(format!("{e:#}"));
+        let mut seconds = vec![0.0f64; self.plan.model().nodes().len()];
+        let mut state = SimpleState::new(&self.plan).map_err(inference)?;
+        for _ in 0..runs {
+            state
+                .run_plan_with_eval(tvec!(input.clone()), |session, op_state, node, inputs| {
+                    let start = std::time::Instant::now();
+                    let outputs = eval(session, op_state, node, inputs);
+                    seconds[node.id] += start.elapsed().as_secs_f64();
+                    outputs
+                })
+                .map_err(inference)?;
+        }
+        let model = self.plan.model();
+        let mut steps = Vec::new();
+        for node in model.nodes() {
+            if node.op_is::<TypedSource>() || node.op_is::<Const>() {
+                continue;
+            }
+            let facts = model.node_input_facts(node.id).map_err(inference)?;
+            let multiply_adds = node
+                .op
+                .cost(&facts)
+                .map_err(inference)?
+                .iter()
+                .filter(|(cost, _)| matches!(cost, Cost::FMA(_)))
+                .filter_map(|(_, count)| count.to_i64().ok())
+                .sum::<i64>();
+            steps.push(StepTime {
+                name: node.name.clone(),
+                op: node.op.name().to_string(),
+                info: node.op.info().map_err(inference)?,
+                multiply_adds: u64::try_from(multiply_adds).unwrap_or(0),
+                seconds: seconds[node.id] / runs.max(1) as f64,
+            });
+        }
+        steps.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        Ok(steps)
+    }
+
+    /// A chip must be the model's input size.
+    fn check_chip(&self, chip: &RgbImage) -> Result<()> {
+        let n = self.descriptor.input_size;
+        if chip.dimensions() == (n, n) {
+            Ok(())
+        } else {
+            Err(Error::ChipSize {
+                expected: n,
+                width: chip.width(),
+                height: chip.height(),
+            })
+        }
     }
 
     fn run(&self, chip: &RgbImage) -> Result<Vec<f32>> {

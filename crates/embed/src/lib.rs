@@ -32,7 +32,7 @@ use std::path::PathBuf;
 
 pub use align::{Similarity, chip_to_image, similarity_transform, warp_chip};
 pub use descriptor::{Layout, Metric, ModelDescriptor, Normalisation, Warp};
-pub use embedder::{Embedder, EmbedderConfig};
+pub use embedder::{Embedder, EmbedderConfig, StepTime};
 
 /// A face embedding in its model's metric space: compare two with [`Embedding::distance`].
 #[derive(Debug, Clone, PartialEq)]

@@ -257,3 +257,31 @@ fn another_model_plugs_in_through_its_descriptor() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn profile_times_every_step_of_the_plan() {
+    let embedder = dlib(EmbedderConfig::default());
+    let photo = image::open(fx::photo("obama.jpg")).unwrap().to_rgb8();
+    let chip = embedder.align(&photo, &OBAMA).unwrap();
+    let steps = embedder.profile(&chip, 2).unwrap();
+    assert!(
+        steps.windows(2).all(|w| w[0].seconds >= w[1].seconds),
+        "slowest first"
+    );
+    assert!(steps.iter().map(|s| s.seconds).sum::<f64>() > 0.0);
+    // The 29 convolutions and the final 256x128 product each become one matrix product, which
+    // together do 270,329,856 multiply-adds (weights times output pixels, summed over layers).
+    let products: Vec<_> = steps.iter().filter(|s| s.op == "OptMatMul").collect();
+    assert_eq!(products.len(), 30, "{products:#?}");
+    let multiply_adds: u64 = products.iter().map(|s| s.multiply_adds).sum();
+    assert_eq!(multiply_adds, 270_329_856);
+    assert!(
+        products
+            .iter()
+            .all(|s| s.info.iter().any(|i| i.contains("k:")))
+    );
+    assert!(matches!(
+        embedder.profile(&RgbImage::new(10, 10), 1),
+        Err(Error::ChipSize { .. })
+    ));
+}

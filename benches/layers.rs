@@ -1,0 +1,87 @@
+//! Where one face's embedding spends its time: every step of the optimised tract plan, timed
+//! over many runs on a real aligned chip, with the multiply-adds and the matrix kernel of
+//! each convolution.
+//!
+//! `cargo bench -p facerec-benches --bench layers [-- RUNS]`
+
+// A bench that cannot load its models or photos has nothing to measure: fail loudly.
+#![allow(clippy::expect_used, missing_docs)]
+
+use std::collections::BTreeMap;
+
+use facerec::FaceEngine;
+use facerec_fixtures as fx;
+
+fn main() {
+    // `cargo bench` passes `--bench`; a number among the arguments sets the run count.
+    let runs = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse::<usize>().ok())
+        .unwrap_or(200);
+    let engine = FaceEngine::from_dir(fx::models_dir()).expect("loading the models");
+    let photo = fx::obama_640x480();
+    let face = engine.detect(&photo).expect("detect").remove(0);
+    let embedder = engine.embedder();
+    let chip = embedder.align(&photo, &face.landmarks).expect("align");
+    embedder.profile(&chip, 20).expect("warm-up");
+    let steps = embedder.profile(&chip, runs).expect("profile");
+
+    let total: f64 = steps.iter().map(|s| s.seconds).sum();
+    let d = embedder.descriptor();
+    println!(
+        "{} ({}), {}x{} chip, mean of {runs} runs on one thread: {:.3} ms in {} steps",
+        d.id,
+        d.file,
+        d.input_size,
+        d.input_size,
+        total * 1e3,
+        steps.len()
+    );
+    let mut by_op: BTreeMap<&str, (f64, u64, usize)> = BTreeMap::new();
+    for s in &steps {
+        let e = by_op.entry(&s.op).or_default();
+        (e.0, e.1, e.2) = (e.0 + s.seconds, e.1 + s.multiply_adds, e.2 + 1);
+    }
+    let mut by_op: Vec<_> = by_op.into_iter().collect();
+    by_op.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
+    println!("\nby operation (a matrix product's time includes its im2col gathering):");
+    println!(
+        "{:<28} {:>5} {:>9} {:>6} {:>9}",
+        "op", "steps", "ms", "%", "GFLOP/s"
+    );
+    for (op, (seconds, multiply_adds, count)) in by_op {
+        println!(
+            "{op:<28} {count:>5} {:>9.3} {:>6.1} {}",
+            seconds * 1e3,
+            100.0 * seconds / total,
+            gflops(multiply_adds, seconds)
+        );
+    }
+    println!("\nslowest steps:");
+    println!(
+        "{:<32} {:>9} {:>6} {:>9}  matrix product",
+        "step", "ms", "%", "GFLOP/s"
+    );
+    for s in steps.iter().take(40) {
+        let product = s
+            .info
+            .iter()
+            .find_map(|i| i.strip_prefix("Mult: "))
+            .unwrap_or("");
+        println!(
+            "{:<32} {:>9.3} {:>6.1} {}  {product}",
+            s.name,
+            s.seconds * 1e3,
+            100.0 * s.seconds / total,
+            gflops(s.multiply_adds, s.seconds)
+        );
+    }
+}
+
+/// Two flops per multiply-add; blank for steps without arithmetic.
+fn gflops(multiply_adds: u64, seconds: f64) -> String {
+    if multiply_adds == 0 || seconds <= 0.0 {
+        return format!("{:>9}", "");
+    }
+    format!("{:>9.1}", 2.0 * multiply_adds as f64 / seconds / 1e9)
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use facerec_fixtures::Rng;
-use facerec_store::{FaceMatrix, FaceRecord, FaceStore, SledStore, StoreConfig};
+use facerec_store::{FaceMatrix, FaceRecord, FaceStore, FaceToken, SledStore, StoreConfig};
 
 const DIMS: usize = 128;
 const NORM: f32 = 1.3;
@@ -31,11 +31,12 @@ fn random_embedding(rng: &mut Rng) -> Vec<f32> {
 }
 
 /// A 24-character token like the API layer's.
-fn random_token(rng: &mut Rng) -> String {
+fn random_token(rng: &mut Rng) -> FaceToken {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-";
-    (0..24)
+    let text: String = (0..24)
         .map(|_| ALPHABET[(rng.next_u64() % 64) as usize] as char)
-        .collect()
+        .collect();
+    FaceToken::parse(&text).unwrap()
 }
 
 /// A query near face number `near` (so the result is not always empty).

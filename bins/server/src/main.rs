@@ -28,14 +28,29 @@ struct Args {
     #[arg(long, env = "FACEREC_MODELS_DIR", default_value = "./models")]
     models_dir: PathBuf,
 
-    /// Most face tokens (and crops) kept in memory; the oldest are evicted first.
-    #[arg(long, env = "FACEREC_MAX_TOKENS", default_value_t = 100_000)]
-    max_tokens: usize,
+    #[arg(
+        long,
+        env = "FACEREC_MAX_TOKENS",
+        value_name = "N",
+        help = with_default(
+            "Most face tokens (and crops) kept in memory; the oldest are evicted first",
+            defaults().tokens.max_entries,
+        )
+    )]
+    max_tokens: Option<usize>,
 
-    /// Age at which a face token (and its crop) expires: seconds, or a number with a unit
-    /// s, m, h or d, possibly combined ("90", "45m", "72h", "1d12h").
-    #[arg(long, env = "FACEREC_TOKEN_TTL", default_value = "72h", value_parser = parse_duration)]
-    token_ttl: Duration,
+    #[arg(
+        long,
+        env = "FACEREC_TOKEN_TTL",
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        help = with_default(
+            "Age at which a face token (and its crop) expires: seconds, or a number with a \
+             unit s, m, h or d, possibly combined (\"90\", \"45m\", \"72h\", \"1d12h\")",
+            format_duration(defaults().tokens.ttl),
+        )
+    )]
+    token_ttl: Option<Duration>,
 
     /// HTTP worker threads [default: number of CPUs].
     #[arg(long, env = "FACEREC_WORKERS")]
@@ -45,10 +60,17 @@ struct Args {
     #[arg(long, env = "FACEREC_INFERENCE_THREADS")]
     inference_threads: Option<usize>,
 
-    /// Inference jobs allowed to wait for a thread; when full, requests get 503 with
-    /// Retry-After instead of queueing without bound.
-    #[arg(long, env = "FACEREC_QUEUE", default_value_t = 64)]
-    queue: usize,
+    #[arg(
+        long,
+        env = "FACEREC_QUEUE",
+        value_name = "N",
+        help = with_default(
+            "Inference jobs allowed to wait for a thread; when full, requests get 503 with \
+             Retry-After instead of queueing without bound",
+            defaults().queue,
+        )
+    )]
+    queue: Option<usize>,
 
     /// Log format (the filter comes from RUST_LOG, default "info").
     #[arg(long, env = "FACEREC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -63,19 +85,42 @@ enum LogFormat {
     Json,
 }
 
+/// The service's defaults, which the flags override (the data dir is the flag's).
+fn defaults() -> ApiConfig {
+    ApiConfig::new("./data")
+}
+
+/// A flag's help with the default the library will use when the flag is not given.
+fn with_default(help: &str, default: impl std::fmt::Display) -> String {
+    format!("{help} [default: {default}]")
+}
+
+impl Args {
+    /// The service configuration: the library's defaults, overridden by the flags given.
+    fn api_config(&self) -> ApiConfig {
+        let mut config = ApiConfig::new(&self.data_dir);
+        if let Some(max) = self.max_tokens {
+            config.tokens.max_entries = max;
+        }
+        if let Some(ttl) = self.token_ttl {
+            config.tokens.ttl = ttl;
+        }
+        if let Some(queue) = self.queue {
+            config.queue = queue;
+        }
+        if let Some(threads) = self.inference_threads {
+            config.inference_threads = threads;
+        }
+        config
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.log_format);
 
     let engine = load_models(&args.models_dir)?;
-    let mut config = ApiConfig::new(&args.data_dir);
-    config.max_tokens = args.max_tokens;
-    config.token_ttl = args.token_ttl;
-    config.queue = args.queue;
-    if let Some(threads) = args.inference_threads {
-        config.inference_threads = threads;
-    }
-    let service = FaceService::open(engine, config).with_context(|| {
+    let service = FaceService::open(engine, args.api_config()).with_context(|| {
         format!(
             "cannot use data dir {} (pass --data-dir or FACEREC_DATA_DIR)",
             args.data_dir.display()
@@ -180,6 +225,19 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     positive(Duration::from_secs(total), text)
 }
 
+/// A duration as `parse_duration` reads it, in hours, minutes and seconds ("72h", "1m30s").
+fn format_duration(d: Duration) -> String {
+    let mut left = d.as_secs();
+    let mut out = String::new();
+    for (unit, secs) in [('h', 3600), ('m', 60), ('s', 1)] {
+        if left >= secs {
+            out.push_str(&format!("{}{unit}", left / secs));
+            left %= secs;
+        }
+    }
+    if out.is_empty() { "0s".to_owned() } else { out }
+}
+
 fn positive(d: Duration, text: &str) -> Result<Duration, String> {
     if d.is_zero() {
         Err(format!("'{text}': the duration must be positive"))
@@ -190,6 +248,8 @@ fn positive(d: Duration, text: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     #[test]
@@ -218,10 +278,50 @@ mod tests {
         assert_eq!(args.bind, "127.0.0.1:5000");
         assert_eq!(args.data_dir, PathBuf::from("./data"));
         assert_eq!(args.models_dir, PathBuf::from("./models"));
-        assert_eq!(args.max_tokens, 100_000);
-        assert_eq!(args.token_ttl, Duration::from_secs(72 * 3600));
-        assert_eq!(args.queue, 64);
+        let config = args.api_config();
+        assert_eq!(config.tokens.max_entries, 100_000);
+        assert_eq!(config.tokens.ttl, Duration::from_secs(72 * 3600));
+        assert_eq!(config.queue, 64);
         assert_eq!(args.log_format, LogFormat::Text);
+        // --help shows them, from the same config
+        let help = Args::command().render_help().to_string();
+        for shown in ["[default: 100000]", "[default: 72h]", "[default: 64]"] {
+            assert!(help.contains(shown), "{shown} missing from:\n{help}");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_defaults() {
+        let args = Args::try_parse_from([
+            "facerec-server",
+            "--max-tokens",
+            "5",
+            "--token-ttl",
+            "1h30m",
+            "--queue",
+            "0",
+            "--inference-threads",
+            "3",
+        ])
+        .unwrap();
+        let config = args.api_config();
+        assert_eq!(config.tokens.max_entries, 5);
+        assert_eq!(config.tokens.ttl, Duration::from_secs(5400));
+        assert_eq!(config.queue, 0);
+        assert_eq!(config.inference_threads, 3);
+    }
+
+    #[test]
+    fn durations_print_as_they_parse() {
+        for (secs, text) in [
+            (259_200, "72h"),
+            (129_600, "36h"),
+            (90, "1m30s"),
+            (3601, "1h1s"),
+        ] {
+            assert_eq!(format_duration(Duration::from_secs(secs)), text);
+            assert_eq!(parse_duration(text), Ok(Duration::from_secs(secs)));
+        }
     }
 
     #[test]

@@ -1,12 +1,15 @@
-//! What configures the API: plain structs with `Default`; only the binary reads flags.
+//! What configures the API: plain structs with `Default`, the one place each default is
+//! written; only the binary reads flags, and its flags override these.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use facerec::DecodeLimits;
+use facerec_store::TokenCacheConfig;
 
-/// Bounds on what a request may send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Bounds on what a request may send. The extractors validate every request against the
+/// `Limits` registered as app data by [`app`](crate::app).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Image limits: 2 MiB, 48 to 4096 px a side (the original API's).
     pub decode: DecodeLimits,
@@ -21,6 +24,15 @@ pub struct Limits {
     pub max_form_bytes: usize,
     /// Time allowed for receiving a whole request body (30 s).
     pub body_timeout: Duration,
+    /// Largest search threshold (4.0): raw distances of the default model stay below about
+    /// 3, so anything above matches every face already.
+    pub max_threshold: f32,
+    /// Largest `top_k` of a search (10,000).
+    pub max_top_k: usize,
+    /// Page size of `/faceset` when none is asked for (100).
+    pub default_page: usize,
+    /// Largest page size of `/faceset` (1,000).
+    pub max_page: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +44,10 @@ impl Default for Limits {
             multipart_overhead: 64 * 1024,
             max_form_bytes: 16 * 1024,
             body_timeout: Duration::from_secs(30),
+            max_threshold: 4.0,
+            max_top_k: 10_000,
+            default_page: 100,
+            max_page: 1_000,
         }
     }
 }
@@ -48,14 +64,13 @@ impl Limits {
 }
 
 /// Everything [`FaceService::open`](crate::FaceService::open) needs besides the models.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiConfig {
     /// Data dir: face sets in `<data_dir>/faces`, crops in `<data_dir>/crops`.
     pub data_dir: PathBuf,
-    /// Most face tokens (and crops) kept; the oldest go first (100,000).
-    pub max_tokens: usize,
-    /// Age at which a token (and its crop) expires (72 h).
-    pub token_ttl: Duration,
+    /// Bounds of the temporary face tokens (and their crops): 100,000 tokens, 72 h; the
+    /// oldest go first.
+    pub tokens: TokenCacheConfig,
     /// Threads running decode + detect + embed (the number of CPUs).
     pub inference_threads: usize,
     /// Inference jobs allowed to wait for a thread; beyond, requests get 503 (64).
@@ -69,9 +84,8 @@ impl ApiConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
-            max_tokens: 100_000,
-            token_ttl: Duration::from_secs(72 * 3600),
-            inference_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            tokens: TokenCacheConfig::default(),
+            inference_threads: cpus(),
             queue: 64,
             limits: Limits::default(),
         }
@@ -86,4 +100,9 @@ impl ApiConfig {
     pub fn crops_dir(&self) -> PathBuf {
         self.data_dir.join("crops")
     }
+}
+
+/// The number of CPUs this process may use (2 if it cannot be told).
+pub(crate) fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }

@@ -4,13 +4,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use facerec::BoundingBox;
+use facerec_store::FaceToken;
 use image::DynamicImage;
 use image::codecs::jpeg::JpegEncoder;
 
 use crate::ApiError;
-
-/// Length of the face tokens made by this crate.
-pub(crate) const TOKEN_LEN: usize = 24;
 
 /// The folder of face crops. Its files live exactly as long as their tokens: it is emptied at
 /// start (tokens do not survive a restart) and a file is deleted when its token is evicted.
@@ -37,21 +35,19 @@ impl CropDir {
         })
     }
 
-    /// The file name of a token's crop.
-    pub(crate) fn file_name(token: &str) -> String {
-        format!("{token}.jpg")
-    }
-
-    /// Saves the part of `image` inside `bbox` (clamped to the image) as `<token>.jpg`.
+    /// Saves the part of `image` inside `bbox` (clamped to the image) as `<token>.jpg`;
+    /// returns the file name.
     pub(crate) fn save(
         &self,
-        token: &str,
+        token: &FaceToken,
         image: &DynamicImage,
         bbox: &BoundingBox,
     ) -> Result<String, ApiError> {
+        let name = token.crop_file_name().ok_or_else(|| {
+            ApiError::Internal(format!("token '{token}' is not generated and has no crop"))
+        })?;
         let (x1, y1, x2, y2) = clamp_box(bbox, image.width(), image.height());
         let crop = image.crop_imm(x1, y1, x2 - x1, y2 - y1).to_rgb8();
-        let name = Self::file_name(token);
         let path = self.dir.join(&name);
         let mut bytes = Vec::new();
         crop.write_with_encoder(JpegEncoder::new_with_quality(&mut bytes, 90))
@@ -62,9 +58,9 @@ impl CropDir {
     }
 
     /// Deletes the crops of `tokens`; a crop already gone is fine.
-    pub(crate) fn remove(&self, tokens: &[String]) {
-        for token in tokens {
-            let path = self.dir.join(Self::file_name(token));
+    pub(crate) fn remove(&self, tokens: &[FaceToken]) {
+        for name in tokens.iter().filter_map(FaceToken::crop_file_name) {
+            let path = self.dir.join(name);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -79,12 +75,13 @@ impl CropDir {
     /// The bytes of a crop, by file name. Only names this crate makes are accepted, so no
     /// path can leave the folder.
     pub(crate) fn read(&self, name: &str) -> Result<Vec<u8>, ApiError> {
-        if !is_crop_name(name) {
+        if FaceToken::from_crop_file_name(name).is_none() {
             return Err(ApiError::BadArgument {
                 name: "face_name",
                 reason: format!(
-                    "'{}' is not a crop name: crops are named <{TOKEN_LEN} letters or digits>.jpg",
-                    name.escape_default()
+                    "'{}' is not a crop name: crops are named <{} letters or digits>.jpg",
+                    name.escape_default(),
+                    FaceToken::GENERATED_LEN
                 ),
             });
         }
@@ -102,13 +99,6 @@ impl CropDir {
     }
 }
 
-/// Whether `name` is `<24 ASCII letters or digits>.jpg`.
-pub(crate) fn is_crop_name(name: &str) -> bool {
-    name.strip_suffix(".jpg").is_some_and(|stem| {
-        stem.len() == TOKEN_LEN && stem.bytes().all(|b| b.is_ascii_alphanumeric())
-    })
-}
-
 /// `bbox` rounded outwards and clamped to a `width` x `height` image, at least 1 px a side.
 pub(crate) fn clamp_box(bbox: &BoundingBox, width: u32, height: u32) -> (u32, u32, u32, u32) {
     let clamp = |v: f32, max: u32| (v.max(0.0) as u32).min(max);
@@ -122,24 +112,6 @@ pub(crate) fn clamp_box(bbox: &BoundingBox, width: u32, height: u32) -> (u32, u3
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_token_names_are_crop_names() {
-        assert!(is_crop_name("abcdefghijklmnopqrstuvwx.jpg"));
-        assert!(is_crop_name("ABCDEFGHIJKLMNOPQRSTUVW9.jpg"));
-        for bad in [
-            "",
-            ".jpg",
-            "abc.jpg",
-            "abcdefghijklmnopqrstuvwx.png",
-            "../../../../etc/passwd",
-            "..%2F..%2Fetcpasswdxxxxxxxx.jpg",
-            "abcdefghijklmnopqrstuv/x.jpg",
-            "abcdefghijklmnopqrstuvwxy.jpg",
-        ] {
-            assert!(!is_crop_name(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn boxes_are_clamped_to_the_image() {

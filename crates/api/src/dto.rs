@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use facerec_store::{FaceSetInfo, FaceSummary, Match};
 use serde::Serialize;
 
-use crate::service::{Comparison, DetectedFace, FaceSetPage, Readiness, SearchOutcome};
+use crate::service::{Comparison, DetectedFace, FaceSetPage, Readiness, SearchOutcome, SetFace};
 
 /// `{"sucess": true, "success": true, ...body}`.
 #[derive(Debug, Serialize)]
@@ -46,7 +46,7 @@ impl From<Vec<DetectedFace>> for DetectReply {
         let faces: Vec<FaceDto> = faces
             .into_iter()
             .map(|f| FaceDto {
-                face_token: f.token,
+                face_token: f.token.into(),
                 face_name: f.crop,
                 top_left: [f.bbox.x1, f.bbox.y1],
                 bottom_right: [f.bbox.x2, f.bbox.y2],
@@ -63,17 +63,38 @@ impl From<Vec<DetectedFace>> for DetectReply {
 
 #[derive(Debug, Serialize)]
 pub(crate) struct AddFaceReply {
-    pub(crate) face_token: String,
-    pub(crate) face_neme: String,
-    pub(crate) face_name: String,
-    pub(crate) face_set: String,
+    face_token: String,
+    face_neme: String,
+    face_name: String,
+    face_set: String,
+}
+
+impl From<SetFace> for AddFaceReply {
+    fn from(f: SetFace) -> Self {
+        Self {
+            face_token: f.token.into(),
+            face_neme: f.name.clone(),
+            face_name: f.name,
+            face_set: f.set,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) struct RemoveFaceReply {
-    pub(crate) face_token: String,
-    pub(crate) face_name: String,
-    pub(crate) face_set: String,
+    face_token: String,
+    face_name: String,
+    face_set: String,
+}
+
+impl From<SetFace> for RemoveFaceReply {
+    fn from(f: SetFace) -> Self {
+        Self {
+            face_token: f.token.into(),
+            face_name: f.name,
+            face_set: f.set,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -87,7 +108,7 @@ pub(crate) struct MatchDto {
 impl From<Match> for MatchDto {
     fn from(m: Match) -> Self {
         Self {
-            face_token: m.token,
+            face_token: m.token.into(),
             distant: m.distance,
             distance: m.distance,
             face_name: m.name,
@@ -103,12 +124,12 @@ pub(crate) struct SearchReply {
     cmp_result: Vec<MatchDto>,
 }
 
-impl SearchReply {
-    pub(crate) fn new(outcome: SearchOutcome, face_set: String, threshold: String) -> Self {
+impl From<SearchOutcome> for SearchReply {
+    fn from(outcome: SearchOutcome) -> Self {
         Self {
-            face_token: outcome.token,
-            face_set,
-            threshold,
+            face_token: outcome.token.into(),
+            face_set: outcome.set,
+            threshold: outcome.threshold.as_str().to_owned(),
             cmp_result: outcome.matches.into_iter().map(MatchDto::from).collect(),
         }
     }
@@ -127,8 +148,8 @@ impl From<Comparison> for CompareReply {
     fn from(c: Comparison) -> Self {
         Self {
             same_person: c.distance < c.threshold,
-            face_token_a: c.token_a,
-            face_token_b: c.token_b,
+            face_token_a: c.token_a.into(),
+            face_token_b: c.token_b.into(),
             distance: c.distance,
             threshold: c.threshold,
         }
@@ -172,7 +193,7 @@ impl From<FaceSummary> for FaceSummaryDto {
     fn from(f: FaceSummary) -> Self {
         Self {
             created_at: rfc3339_utc(f.created_unix_ms),
-            face_token: f.token,
+            face_token: f.token.into(),
             face_name: f.name,
             created_unix_ms: f.created_unix_ms,
         }
@@ -188,13 +209,13 @@ pub(crate) struct FaceSetReply {
     faces: Vec<FaceSummaryDto>,
 }
 
-impl FaceSetReply {
-    pub(crate) fn new(page: FaceSetPage, face_set: String, offset: usize, limit: usize) -> Self {
+impl From<FaceSetPage> for FaceSetReply {
+    fn from(page: FaceSetPage) -> Self {
         Self {
-            face_set,
+            face_set: page.set,
             face_num: page.total,
-            offset,
-            limit,
+            offset: page.offset,
+            limit: page.limit,
             faces: page.faces.into_iter().map(FaceSummaryDto::from).collect(),
         }
     }

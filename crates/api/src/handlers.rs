@@ -15,48 +15,48 @@ use crate::{ApiError, FaceService};
 
 type Answer = Result<HttpResponse, ApiError>;
 
-pub(crate) async fn detect(service: Data<FaceService>, Valid(input): Valid<DetectInput>) -> Answer {
-    let faces = service.detect(input.image).await?;
+pub(crate) async fn detect(
+    service: Data<FaceService>,
+    Valid(DetectInput { image }): Valid<DetectInput>,
+) -> Answer {
+    let faces = service.detect(image).await?;
     Ok(dto::ok(DetectReply::from(faces)))
 }
 
 pub(crate) async fn add_face(
     service: Data<FaceService>,
-    Valid(input): Valid<AddFaceInput>,
+    Valid(AddFaceInput { token, name, set }): Valid<AddFaceInput>,
 ) -> Answer {
-    let added = service.add_face(input).await?;
-    Ok(dto::ok(AddFaceReply {
-        face_token: added.token,
-        face_neme: added.name.clone(),
-        face_name: added.name,
-        face_set: added.set,
-    }))
+    let added = service.add_face(token, name, set).await?;
+    Ok(dto::ok(AddFaceReply::from(added)))
 }
 
 pub(crate) async fn remove_face(
     service: Data<FaceService>,
-    Valid(input): Valid<RemoveFaceInput>,
+    Valid(RemoveFaceInput { token, set }): Valid<RemoveFaceInput>,
 ) -> Answer {
-    let face_set = input.set.clone();
-    let removed = service.remove_face(input).await?;
-    Ok(dto::ok(RemoveFaceReply {
-        face_token: removed.token,
-        face_name: removed.name,
-        face_set,
-    }))
+    let removed = service.remove_face(token, set).await?;
+    Ok(dto::ok(RemoveFaceReply::from(removed)))
 }
 
-pub(crate) async fn search(service: Data<FaceService>, Valid(input): Valid<SearchInput>) -> Answer {
-    let (face_set, threshold) = (input.set.clone(), input.threshold_text.clone());
-    let outcome = service.search(input).await?;
-    Ok(dto::ok(SearchReply::new(outcome, face_set, threshold)))
+pub(crate) async fn search(
+    service: Data<FaceService>,
+    Valid(SearchInput {
+        query,
+        threshold,
+        top_k,
+        set,
+    }): Valid<SearchInput>,
+) -> Answer {
+    let outcome = service.search(query, threshold, top_k, set).await?;
+    Ok(dto::ok(SearchReply::from(outcome)))
 }
 
 pub(crate) async fn compare(
     service: Data<FaceService>,
-    Valid(input): Valid<CompareInput>,
+    Valid(CompareInput { a, b, set }): Valid<CompareInput>,
 ) -> Answer {
-    let comparison = service.compare(input).await?;
+    let comparison = service.compare(a, b, set).await?;
     Ok(dto::ok(CompareReply::from(comparison)))
 }
 
@@ -67,11 +67,10 @@ pub(crate) async fn face_sets(service: Data<FaceService>) -> Answer {
 
 pub(crate) async fn face_set(
     service: Data<FaceService>,
-    Valid(input): Valid<FaceSetPageInput>,
+    Valid(FaceSetPageInput { set, offset, limit }): Valid<FaceSetPageInput>,
 ) -> Answer {
-    let (face_set, offset, limit) = (input.set.clone(), input.offset, input.limit);
-    let page = service.face_set_page(input).await?;
-    Ok(dto::ok(FaceSetReply::new(page, face_set, offset, limit)))
+    let page = service.face_set_page(set, offset, limit).await?;
+    Ok(dto::ok(FaceSetReply::from(page)))
 }
 
 pub(crate) async fn crop(service: Data<FaceService>, name: Path<String>) -> Answer {

@@ -19,21 +19,15 @@ use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use futures_util::{Stream, StreamExt};
 
-use crate::{ApiError, FaceService, Limits};
+use facerec_store::FaceToken;
 
-/// Default face set.
+use crate::service::{FaceQuery, Threshold};
+use crate::{ApiError, Limits};
+
+/// Face set of requests that name none (the original API's).
 pub(crate) const DEFAULT_FACE_SET: &str = "default";
-/// Name given to a face enrolled without one.
+/// Name given to a face enrolled without one (the original API's).
 pub(crate) const DEFAULT_FACE_NAME: &str = "unknown";
-/// Largest accepted search threshold: raw embedding distances of the default model stay
-/// below about 3, so anything above matches every face already.
-pub(crate) const MAX_THRESHOLD: f32 = 4.0;
-/// Largest `top_k`.
-pub(crate) const MAX_TOP_K: usize = 10_000;
-/// Default and largest page size of `/faceset`.
-pub(crate) const DEFAULT_PAGE: usize = 100;
-/// Largest page size of `/faceset`.
-pub(crate) const MAX_PAGE: usize = 1_000;
 
 /// The parameters one endpoint reads.
 #[derive(Debug)]
@@ -86,8 +80,8 @@ impl Params {
 pub(crate) trait FromParams: Sized {
     /// What to read.
     const SPEC: ParamSpec;
-    /// Validates the raw parameters.
-    fn from_params(params: Params) -> Result<Self, ApiError>;
+    /// Validates the raw parameters against the limits.
+    fn from_params(params: Params, limits: &Limits) -> Result<Self, ApiError>;
 }
 
 /// Extractor of a validated input: `Valid(input): Valid<SearchInput>`.
@@ -102,12 +96,16 @@ impl<T: FromParams + 'static> FromRequest for Valid<T> {
         let req = req.clone();
         let payload = payload.take();
         Box::pin(async move {
-            let limits = req
-                .app_data::<Data<FaceService>>()
-                .map(|s| s.limits().clone())
-                .unwrap_or_default();
-            let params = read_params(&req, payload, &T::SPEC, &limits).await?;
-            T::from_params(params).map(Valid)
+            let default;
+            let limits = match req.app_data::<Data<Limits>>() {
+                Some(limits) => limits.get_ref(),
+                None => {
+                    default = Limits::default();
+                    &default
+                }
+            };
+            let params = read_params(&req, payload, &T::SPEC, limits).await?;
+            T::from_params(params, limits).map(Valid)
         })
     }
 }
@@ -390,24 +388,19 @@ fn face_set(params: &Params) -> Result<String, ApiError> {
     Ok(set.to_owned())
 }
 
-fn token(params: &Params, name: &'static str) -> Result<Option<String>, ApiError> {
-    let Some(token) = params.text(name) else {
-        return Ok(None);
-    };
-    if token.len() > facerec_store::MAX_TOKEN_BYTES {
-        return Err(ApiError::BadArgument {
-            name,
-            reason: format!(
-                "{} bytes long; face tokens are at most {} bytes",
-                token.len(),
-                facerec_store::MAX_TOKEN_BYTES
-            ),
-        });
-    }
-    Ok(Some(token.to_owned()))
+fn token(params: &Params, name: &'static str) -> Result<Option<FaceToken>, ApiError> {
+    params
+        .text(name)
+        .map(|text| {
+            FaceToken::parse(text).map_err(|e| ApiError::BadArgument {
+                name,
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
 }
 
-fn required_token(params: &Params, name: &'static str) -> Result<String, ApiError> {
+fn required_token(params: &Params, name: &'static str) -> Result<FaceToken, ApiError> {
     token(params, name)?.ok_or(ApiError::MissingArgument { name })
 }
 
@@ -433,23 +426,25 @@ fn number(
     }
 }
 
-/// Parses a search threshold: a distance in the model's own Euclidean scale, `0 < t <= 4`.
-pub(crate) fn parse_threshold(text: &str) -> Result<f32, ApiError> {
-    let bad = |why: &str| ApiError::BadArgument {
-        name: "threshold",
-        reason: format!(
-            "'{}' {why}; use a distance above 0 and at most {MAX_THRESHOLD} (0.6 recommended)",
-            text.escape_default()
-        ),
-    };
-    let value: f32 = text.trim().parse().map_err(|_| bad("is not a number"))?;
-    if !value.is_finite() {
-        return Err(bad("is not a finite number"));
+/// A face given by token (`token_name`) or by photo (`file_name`), exactly one of them.
+fn face_query(
+    params: &Params,
+    token_name: &'static str,
+    file_name: &'static str,
+    either: &'static str,
+) -> Result<FaceQuery, ApiError> {
+    match (token(params, token_name)?, params.file(file_name)) {
+        (Some(token), None) => Ok(FaceQuery::Token(token)),
+        (None, Some(bytes)) => Ok(FaceQuery::Image {
+            bytes,
+            label: file_name,
+        }),
+        (Some(_), Some(_)) => Err(ApiError::BadArgument {
+            name: token_name,
+            reason: format!("give {either}, not both"),
+        }),
+        (None, None) => Err(ApiError::MissingArgument { name: either }),
     }
-    if value <= 0.0 || value > MAX_THRESHOLD {
-        return Err(bad("is out of range"));
-    }
-    Ok(value)
 }
 
 /// `POST /detect`.
@@ -464,7 +459,7 @@ impl FromParams for DetectInput {
         files: &["image_file"],
     };
 
-    fn from_params(params: Params) -> Result<Self, ApiError> {
+    fn from_params(params: Params, _: &Limits) -> Result<Self, ApiError> {
         let image = params
             .file("image_file")
             .ok_or(ApiError::MissingArgument { name: "image_file" })?;
@@ -475,7 +470,7 @@ impl FromParams for DetectInput {
 /// `/addface`.
 #[derive(Debug)]
 pub(crate) struct AddFaceInput {
-    pub(crate) token: String,
+    pub(crate) token: FaceToken,
     pub(crate) name: String,
     pub(crate) set: String,
 }
@@ -486,19 +481,13 @@ impl FromParams for AddFaceInput {
         files: &[],
     };
 
-    fn from_params(params: Params) -> Result<Self, ApiError> {
+    fn from_params(params: Params, _: &Limits) -> Result<Self, ApiError> {
         let token = required_token(&params, "face_token")?;
         let name = params.text("face_name").unwrap_or(DEFAULT_FACE_NAME);
-        if name.len() > facerec_store::MAX_NAME_BYTES {
-            return Err(ApiError::BadArgument {
-                name: "face_name",
-                reason: format!(
-                    "{} bytes long; at most {} bytes of UTF-8 are allowed",
-                    name.len(),
-                    facerec_store::MAX_NAME_BYTES
-                ),
-            });
-        }
+        facerec_store::validate_name(name).map_err(|e| ApiError::BadArgument {
+            name: "face_name",
+            reason: e.to_string(),
+        })?;
         Ok(Self {
             token,
             name: name.to_owned(),
@@ -510,7 +499,7 @@ impl FromParams for AddFaceInput {
 /// `/removeface`.
 #[derive(Debug)]
 pub(crate) struct RemoveFaceInput {
-    pub(crate) token: String,
+    pub(crate) token: FaceToken,
     pub(crate) set: String,
 }
 
@@ -520,7 +509,7 @@ impl FromParams for RemoveFaceInput {
         files: &[],
     };
 
-    fn from_params(params: Params) -> Result<Self, ApiError> {
+    fn from_params(params: Params, _: &Limits) -> Result<Self, ApiError> {
         Ok(Self {
             token: required_token(&params, "face_token")?,
             set: face_set(&params)?,
@@ -528,47 +517,11 @@ impl FromParams for RemoveFaceInput {
     }
 }
 
-/// A face given by token or by image.
-#[derive(Debug)]
-pub(crate) enum FaceSource {
-    /// A token from `/detect` (or of an enrolled face).
-    Token(String),
-    /// An image; its largest face is the one meant.
-    Image {
-        /// The image bytes.
-        bytes: Bytes,
-        /// The field it came in.
-        field: &'static str,
-    },
-}
-
-fn face_source(
-    params: &Params,
-    token_name: &'static str,
-    file_name: &'static str,
-    either: &'static str,
-) -> Result<FaceSource, ApiError> {
-    match (token(params, token_name)?, params.file(file_name)) {
-        (Some(token), None) => Ok(FaceSource::Token(token)),
-        (None, Some(bytes)) => Ok(FaceSource::Image {
-            bytes,
-            field: file_name,
-        }),
-        (Some(_), Some(_)) => Err(ApiError::BadArgument {
-            name: token_name,
-            reason: format!("give {either}, not both"),
-        }),
-        (None, None) => Err(ApiError::MissingArgument { name: either }),
-    }
-}
-
 /// `/search`.
 #[derive(Debug)]
 pub(crate) struct SearchInput {
-    pub(crate) query: FaceSource,
-    /// The threshold as sent (echoed back).
-    pub(crate) threshold_text: String,
-    pub(crate) threshold: f32,
+    pub(crate) query: FaceQuery,
+    pub(crate) threshold: Threshold,
     pub(crate) top_k: Option<usize>,
     pub(crate) set: String,
 }
@@ -579,19 +532,22 @@ impl FromParams for SearchInput {
         files: &["image_file"],
     };
 
-    fn from_params(params: Params) -> Result<Self, ApiError> {
-        let query = face_source(
+    fn from_params(params: Params, limits: &Limits) -> Result<Self, ApiError> {
+        let query = face_query(
             &params,
             "face_token",
             "image_file",
             "face_token or image_file",
         )?;
-        let threshold_text = params.required("threshold")?.trim().to_owned();
+        let threshold = Threshold::parse(params.required("threshold")?, limits.max_threshold)
+            .map_err(|reason| ApiError::BadArgument {
+                name: "threshold",
+                reason,
+            })?;
         Ok(Self {
             query,
-            threshold: parse_threshold(&threshold_text)?,
-            threshold_text,
-            top_k: number(&params, "top_k", 1, MAX_TOP_K)?,
+            threshold,
+            top_k: number(&params, "top_k", 1, limits.max_top_k)?,
             set: face_set(&params)?,
         })
     }
@@ -600,8 +556,8 @@ impl FromParams for SearchInput {
 /// `/compare`.
 #[derive(Debug)]
 pub(crate) struct CompareInput {
-    pub(crate) a: FaceSource,
-    pub(crate) b: FaceSource,
+    pub(crate) a: FaceQuery,
+    pub(crate) b: FaceQuery,
     /// Where enrolled tokens are looked up when not in the token cache.
     pub(crate) set: String,
 }
@@ -612,15 +568,15 @@ impl FromParams for CompareInput {
         files: &["image_file_a", "image_file_b"],
     };
 
-    fn from_params(params: Params) -> Result<Self, ApiError> {
+    fn from_params(params: Params, _: &Limits) -> Result<Self, ApiError> {
         Ok(Self {
-            a: face_source(
+            a: face_query(
                 &params,
                 "face_token_a",
                 "image_file_a",
                 "face_token_a or image_file_a",
             )?,
-            b: face_source(
+            b: face_query(
                 &params,
                 "face_token_b",
                 "image_file_b",
@@ -645,11 +601,11 @@ impl FromParams for FaceSetPageInput {
         files: &[],
     };
 
-    fn from_params(params: Params) -> Result<Self, ApiError> {
+    fn from_params(params: Params, limits: &Limits) -> Result<Self, ApiError> {
         Ok(Self {
             set: face_set(&params)?,
             offset: number(&params, "offset", 0, usize::MAX)?.unwrap_or(0),
-            limit: number(&params, "limit", 1, MAX_PAGE)?.unwrap_or(DEFAULT_PAGE),
+            limit: number(&params, "limit", 1, limits.max_page)?.unwrap_or(limits.default_page),
         })
     }
 }
@@ -666,17 +622,30 @@ mod tests {
         p
     }
 
+    fn search(p: Params) -> Result<SearchInput, ApiError> {
+        SearchInput::from_params(p, &Limits::default())
+    }
+
+    fn add_face(p: Params) -> Result<AddFaceInput, ApiError> {
+        AddFaceInput::from_params(p, &Limits::default())
+    }
+
     #[test]
     fn thresholds_must_be_sane_distances() {
-        assert_eq!(parse_threshold("0.65").unwrap(), 0.65);
-        assert_eq!(parse_threshold(" 0.6 ").unwrap(), 0.6);
-        assert_eq!(parse_threshold("1").unwrap(), 1.0);
-        for bad in [
-            "abc", "-1", "0", "nan", "NaN", "inf", "-inf", "4.5", "", "0.6x",
-        ] {
-            let err = parse_threshold(bad).unwrap_err();
+        let threshold = |text: &str| {
+            search(params(&[("face_token", "t"), ("threshold", text)])).map(|s| s.threshold)
+        };
+        assert_eq!(threshold("0.65").unwrap().value(), 0.65);
+        assert_eq!(threshold(" 0.6 ").unwrap().value(), 0.6);
+        assert_eq!(threshold(" 0.6 ").unwrap().as_str(), "0.6");
+        assert_eq!(threshold("1").unwrap().value(), 1.0);
+        for bad in ["abc", "-1", "0", "nan", "NaN", "inf", "-inf", "4.5", "0.6x"] {
+            let err = threshold(bad).unwrap_err();
             assert_eq!(err.code().code(), 1001, "{bad}: {err}");
         }
+        assert!(Threshold::parse("", 4.0).is_err());
+        // an empty parameter is a missing one
+        assert_eq!(threshold("").unwrap_err().code().code(), 1002);
     }
 
     #[test]
@@ -688,47 +657,44 @@ mod tests {
 
     #[test]
     fn addface_defaults_and_limits() {
-        let ok =
-            AddFaceInput::from_params(params(&[("face_token", "t"), ("face_name", "")])).unwrap();
+        let ok = add_face(params(&[("face_token", "t"), ("face_name", "")])).unwrap();
         assert_eq!((ok.name.as_str(), ok.set.as_str()), ("unknown", "default"));
         let long = "x".repeat(257);
-        let err = AddFaceInput::from_params(params(&[("face_token", "t"), ("face_name", &long)]))
-            .unwrap_err();
+        let err = add_face(params(&[("face_token", "t"), ("face_name", &long)])).unwrap_err();
         assert_eq!(err.code().code(), 1001);
-        let err = AddFaceInput::from_params(params(&[("face_name", "x")])).unwrap_err();
+        let err = add_face(params(&[("face_name", "x")])).unwrap_err();
         assert_eq!(err.code().code(), 1002);
-        let err = AddFaceInput::from_params(params(&[("face_token", "t"), ("face_set", "a b")]))
-            .unwrap_err();
+        let err = add_face(params(&[("face_token", "t"), ("face_set", "a b")])).unwrap_err();
         assert_eq!(err.code().code(), 1001);
     }
 
     #[test]
     fn search_needs_a_query_and_a_threshold() {
-        let err = SearchInput::from_params(params(&[("threshold", "0.6")])).unwrap_err();
+        let err = search(params(&[("threshold", "0.6")])).unwrap_err();
         assert!(matches!(
             err,
             ApiError::MissingArgument {
                 name: "face_token or image_file"
             }
         ));
-        let err = SearchInput::from_params(params(&[("face_token", "t")])).unwrap_err();
+        let err = search(params(&[("face_token", "t")])).unwrap_err();
         assert!(matches!(
             err,
             ApiError::MissingArgument { name: "threshold" }
         ));
-        let err = SearchInput::from_params(params(&[
+        let err = search(params(&[
             ("face_token", "t"),
             ("threshold", "0.6"),
             ("top_k", "0"),
         ]))
         .unwrap_err();
         assert_eq!(err.code().code(), 1001);
-        let ok = SearchInput::from_params(params(&[
+        let ok = search(params(&[
             ("face_token", "t"),
             ("threshold", "0.65"),
             ("top_k", "3"),
         ]))
         .unwrap();
-        assert_eq!((ok.threshold_text.as_str(), ok.top_k), ("0.65", Some(3)));
+        assert_eq!((ok.threshold.as_str(), ok.top_k), ("0.65", Some(3)));
     }
 }

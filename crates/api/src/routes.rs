@@ -12,7 +12,7 @@ use actix_web::web::{self, Data};
 use actix_web::{App, HttpRequest, HttpResponse, Route};
 use tracing::Instrument;
 
-use crate::{ApiError, FaceService, handlers};
+use crate::{ApiError, FaceService, Limits, handlers};
 
 /// The request id header, read (when sane) and always sent back.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -149,8 +149,9 @@ fn configure(cfg: &mut web::ServiceConfig) {
     }
 }
 
-/// The Face API as an actix [`App`]: every route, JSON 404/405 answers, and the middleware
-/// that gives each request an id, logs it and counts it. Use it in an `HttpServer` factory
+/// The Face API as an actix [`App`]: every route, JSON 404/405 answers, the service and its
+/// request [`Limits`] as app data, and the middleware that gives each request an id, logs it
+/// and counts it. Use it in an `HttpServer` factory
 /// (see [`server`](crate::server)) or with `actix_web::test`.
 pub fn app(
     service: FaceService,
@@ -163,7 +164,9 @@ pub fn app(
         InitError = (),
     >,
 > {
+    let limits: Limits = service.limits().clone();
     App::new()
+        .app_data(Data::new(limits))
         .app_data(Data::new(service))
         .configure(configure)
         .default_service(web::to(handlers::not_found))

@@ -31,7 +31,7 @@ pub struct ServerOptions {
 impl Default for ServerOptions {
     fn default() -> Self {
         Self {
-            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            workers: crate::config::cpus(),
             shutdown_timeout: Duration::from_secs(30),
             linger: Duration::from_secs(5),
             max_connections: 1024,

@@ -1,22 +1,21 @@
-//! The state behind the handlers and the one operation each handler calls.
+//! The state behind the handlers and the one operation each handler calls. Operations take
+//! domain arguments (tokens, names, sets, image bytes, thresholds) and return everything the
+//! reply needs; nothing here knows HTTP.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::web::Bytes;
+use bytes::Bytes;
 use facerec::{BoundingBox, DecodeLimits, Embedding, Face, FaceEngine, ModelDescriptor};
 use facerec_store::{
-    FaceRecord, FaceSetInfo, FaceStore, FaceSummary, Match, SledStore, StoreConfig, TokenCache,
-    TokenCacheConfig,
+    FaceRecord, FaceSetInfo, FaceStore, FaceSummary, FaceToken, Match, SledStore, StoreConfig,
+    TokenCache,
 };
 use image::DynamicImage;
 
-use crate::crops::{CropDir, TOKEN_LEN};
-use crate::input::{
-    AddFaceInput, CompareInput, FaceSetPageInput, FaceSource, RemoveFaceInput, SearchInput,
-};
+use crate::crops::CropDir;
 use crate::metrics::{Gauges, Metrics, Stage};
 use crate::pool::InferencePool;
 use crate::{ApiConfig, ApiError, Limits};
@@ -46,12 +45,13 @@ pub enum StartError {
         source: facerec_store::Error,
     },
     /// The inference pool cannot be built.
-    #[error("cannot start {threads} inference threads: {reason}")]
+    #[error("cannot start {threads} inference threads")]
     Pool {
         /// Threads asked for.
         threads: usize,
         /// Why.
-        reason: String,
+        #[source]
+        source: rayon::ThreadPoolBuildError,
     },
 }
 
@@ -76,10 +76,68 @@ struct Shared {
     last_purge_ms: AtomicU64,
 }
 
+/// A face given by its token (from `/detect`, or of an enrolled face) or by a photo, whose
+/// largest face is the one meant.
+#[derive(Debug)]
+pub(crate) enum FaceQuery {
+    /// A token.
+    Token(FaceToken),
+    /// A JPEG or PNG photo.
+    Image {
+        /// Its bytes.
+        bytes: Bytes,
+        /// What to call the photo when it has no face (the upload field).
+        label: &'static str,
+    },
+}
+
+/// A search threshold: a distance on the model's scale, kept with the text it was given as
+/// so that the answer can echo it unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Threshold {
+    value: f32,
+    text: String,
+}
+
+impl Threshold {
+    /// Parses a threshold: a finite number with `0 < t <= max`; the error says why not.
+    pub(crate) fn parse(text: &str, max: f32) -> Result<Self, String> {
+        let text = text.trim();
+        let bad = |why: &str| {
+            format!(
+                "'{}' {why}; use a distance above 0 and at most {max} (0.6 recommended)",
+                text.escape_default()
+            )
+        };
+        let value: f32 = text.parse().map_err(|_| bad("is not a number"))?;
+        if !value.is_finite() {
+            return Err(bad("is not a finite number"));
+        }
+        if value <= 0.0 || value > max {
+            return Err(bad("is out of range"));
+        }
+        Ok(Self {
+            value,
+            text: text.to_owned(),
+        })
+    }
+
+    /// The distance.
+    pub(crate) fn value(&self) -> f32 {
+        self.value
+    }
+
+    /// The text it was given as (trimmed).
+    pub(crate) fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
 /// A face found by `/detect` (or the query face of an image search), with its new token.
 #[derive(Debug, Clone)]
 pub(crate) struct DetectedFace {
-    pub(crate) token: String,
+    pub(crate) token: FaceToken,
+    /// File name of its crop.
     pub(crate) crop: String,
     /// Bounding box clamped to the image.
     pub(crate) bbox: BoundingBox,
@@ -87,25 +145,41 @@ pub(crate) struct DetectedFace {
     pub(crate) landmarks: [[f32; 2]; 5],
 }
 
+/// A face as enrolled in (or removed from) a face set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SetFace {
+    pub(crate) token: FaceToken,
+    pub(crate) name: String,
+    pub(crate) set: String,
+}
+
 /// The result of a search.
 #[derive(Debug)]
 pub(crate) struct SearchOutcome {
-    pub(crate) token: String,
+    /// The query face's token (a new one when the query was a photo).
+    pub(crate) token: FaceToken,
+    pub(crate) set: String,
+    pub(crate) threshold: Threshold,
     pub(crate) matches: Vec<Match>,
 }
 
 /// The result of a comparison.
 #[derive(Debug)]
 pub(crate) struct Comparison {
-    pub(crate) token_a: String,
-    pub(crate) token_b: String,
+    pub(crate) token_a: FaceToken,
+    pub(crate) token_b: FaceToken,
     pub(crate) distance: f32,
+    /// The model's recommended threshold; below it, the same person.
     pub(crate) threshold: f32,
 }
 
 /// A page of a face set.
 #[derive(Debug)]
 pub(crate) struct FaceSetPage {
+    pub(crate) set: String,
+    pub(crate) offset: usize,
+    pub(crate) limit: usize,
+    /// Faces in the whole set.
     pub(crate) total: usize,
     pub(crate) faces: Vec<FaceSummary>,
 }
@@ -133,22 +207,20 @@ impl FaceService {
                 path: faces_dir,
                 source,
             })?;
-        let pool = InferencePool::new(config.inference_threads, config.queue).map_err(|e| {
-            StartError::Pool {
-                threads: config.inference_threads,
-                reason: e.to_string(),
-            }
-        })?;
-        let tokens = TokenCache::new(TokenCacheConfig {
-            max_entries: config.max_tokens,
-            ttl: config.token_ttl,
-        });
+        let pool =
+            InferencePool::new(config.inference_threads, config.queue).map_err(|source| {
+                StartError::Pool {
+                    threads: config.inference_threads,
+                    source,
+                }
+            })?;
+        let tokens = TokenCache::new(config.tokens);
         tracing::info!(
             data_dir = %config.data_dir.display(),
             model = %model.id,
             dims = model.dims,
-            max_tokens = config.max_tokens,
-            token_ttl_s = config.token_ttl.as_secs(),
+            max_tokens = config.tokens.max_entries,
+            token_ttl_s = config.tokens.ttl.as_secs(),
             inference_threads = pool.threads(),
             queue = config.queue,
             "face service ready"
@@ -207,7 +279,7 @@ impl FaceService {
         &self.shared.metrics
     }
 
-    /// `POST /detect`: every face of the image, each with a new token and a crop.
+    /// Every face of the photo, each with a new token and a crop.
     pub(crate) async fn detect(&self, image: Bytes) -> Result<Vec<DetectedFace>, ApiError> {
         let shared = Arc::clone(&self.shared);
         self.infer(move || {
@@ -217,46 +289,81 @@ impl FaceService {
         .await
     }
 
-    /// `/addface`: stores the token's embedding under a name in a face set.
-    pub(crate) async fn add_face(&self, input: AddFaceInput) -> Result<AddFaceInput, ApiError> {
-        let embedding = self.embedding_of(&input.set, &input.token).await?;
+    /// Stores the embedding of `token` (from the token cache, else already in `set`, which
+    /// renames it) under `name` in face set `set`.
+    pub(crate) async fn add_face(
+        &self,
+        token: FaceToken,
+        name: String,
+        set: String,
+    ) -> Result<SetFace, ApiError> {
+        let embedding = self.embedding_of(&set, &token).await?;
         let record = FaceRecord::new(
-            input.token.clone(),
-            input.name.clone(),
+            token,
+            name,
             embedding.as_slice().to_vec(),
             self.model().id.clone(),
         );
-        let set = input.set.clone();
-        self.with_store(move |store| store.add(&set, record))
-            .await?;
-        Ok(input)
-    }
-
-    /// `/removeface`: deletes a face from a face set.
-    pub(crate) async fn remove_face(&self, input: RemoveFaceInput) -> Result<FaceRecord, ApiError> {
-        self.with_store(move |store| store.remove(&input.set, &input.token))
-            .await
-    }
-
-    /// `/search`: faces of the set nearer than the threshold, nearest first.
-    pub(crate) async fn search(&self, input: SearchInput) -> Result<SearchOutcome, ApiError> {
-        let (token, embedding) = self.resolve(&input.set, input.query).await?;
-        let SearchInput {
-            threshold,
-            top_k,
+        let added = SetFace {
+            token: record.token.clone(),
+            name: record.name.clone(),
             set,
-            ..
-        } = input;
-        let matches = self
-            .with_store(move |store| store.search(&set, embedding.as_slice(), threshold, top_k))
-            .await?;
-        Ok(SearchOutcome { token, matches })
+        };
+        self.with_store(move |store| {
+            store.add(&added.set, record)?;
+            Ok(added)
+        })
+        .await
     }
 
-    /// `/compare`: the distance between two faces.
-    pub(crate) async fn compare(&self, input: CompareInput) -> Result<Comparison, ApiError> {
-        let (token_a, a) = self.resolve(&input.set, input.a).await?;
-        let (token_b, b) = self.resolve(&input.set, input.b).await?;
+    /// Deletes a face from a face set; returns what it was.
+    pub(crate) async fn remove_face(
+        &self,
+        token: FaceToken,
+        set: String,
+    ) -> Result<SetFace, ApiError> {
+        self.with_store(move |store| {
+            let removed = store.remove(&set, &token)?;
+            Ok(SetFace {
+                token: removed.token,
+                name: removed.name,
+                set,
+            })
+        })
+        .await
+    }
+
+    /// The faces of `set` nearer to the query face than `threshold`, nearest first, at most
+    /// `top_k`.
+    pub(crate) async fn search(
+        &self,
+        query: FaceQuery,
+        threshold: Threshold,
+        top_k: Option<usize>,
+        set: String,
+    ) -> Result<SearchOutcome, ApiError> {
+        let (token, embedding) = self.resolve(&set, query).await?;
+        self.with_store(move |store| {
+            let matches = store.search(&set, embedding.as_slice(), threshold.value(), top_k)?;
+            Ok(SearchOutcome {
+                token,
+                set,
+                threshold,
+                matches,
+            })
+        })
+        .await
+    }
+
+    /// The distance between two faces; enrolled tokens are looked up in `set`.
+    pub(crate) async fn compare(
+        &self,
+        a: FaceQuery,
+        b: FaceQuery,
+        set: String,
+    ) -> Result<Comparison, ApiError> {
+        let (token_a, a) = self.resolve(&set, a).await?;
+        let (token_b, b) = self.resolve(&set, b).await?;
         Ok(Comparison {
             token_a,
             token_b,
@@ -265,35 +372,38 @@ impl FaceService {
         })
     }
 
-    /// `GET /facesets`.
+    /// Every face set with its face count.
     pub(crate) async fn face_sets(&self) -> Result<Vec<FaceSetInfo>, ApiError> {
         self.with_store(|store| store.sets()).await
     }
 
-    /// `GET /faceset`.
+    /// A page of face set `set`, in token order.
     pub(crate) async fn face_set_page(
         &self,
-        input: FaceSetPageInput,
+        set: String,
+        offset: usize,
+        limit: usize,
     ) -> Result<FaceSetPage, ApiError> {
         self.with_store(move |store| {
             Ok(FaceSetPage {
-                total: store.len(&input.set)?,
-                faces: store.faces(&input.set, input.offset, input.limit)?,
+                total: store.len(&set)?,
+                faces: store.faces(&set, offset, limit)?,
+                set,
+                offset,
+                limit,
             })
         })
         .await
     }
 
-    /// `GET /crops/{face_name}`.
+    /// The JPEG bytes of a crop, by file name.
     pub(crate) async fn crop(&self, name: String) -> Result<Vec<u8>, ApiError> {
         let shared = Arc::clone(&self.shared);
-        actix_web::web::block(move || shared.crops.read(&name))
-            .await
-            .map_err(|e| ApiError::Internal(format!("reading a crop: {e}")))?
+        blocking(move || shared.crops.read(&name), "reading a crop").await
     }
 
-    /// `GET /ready`: the models are loaded (they are, or the service would not exist) and the
-    /// store answers.
+    /// The models are loaded (they are, or the service would not exist) and the store
+    /// answers.
     pub(crate) async fn readiness(&self) -> Result<Readiness, ApiError> {
         let face_sets = self.with_store(|store| store.sets()).await?.len();
         Ok(Readiness {
@@ -303,7 +413,7 @@ impl FaceService {
         })
     }
 
-    /// `GET /metrics`.
+    /// The Prometheus text of `/metrics`.
     pub(crate) fn metrics_text(&self) -> String {
         let s = &self.shared;
         let face_sets = s
@@ -336,7 +446,7 @@ impl FaceService {
             return;
         }
         let shared = Arc::clone(s);
-        actix_web::rt::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let evicted = shared.tokens.purge_expired(Instant::now());
             shared.forget(&evicted);
         });
@@ -360,64 +470,78 @@ impl FaceService {
         op: impl FnOnce(&SledStore) -> facerec_store::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
         let shared = Arc::clone(&self.shared);
-        actix_web::web::block(move || shared.metrics.time(Stage::Store, || op(&shared.store)))
-            .await
-            .map_err(|e| ApiError::Internal(format!("face store task failed: {e}")))?
-            .map_err(ApiError::from)
+        blocking(
+            move || {
+                shared
+                    .metrics
+                    .time(Stage::Store, || op(&shared.store))
+                    .map_err(ApiError::from)
+            },
+            "face store task",
+        )
+        .await
     }
 
     /// The embedding of a token: from the token cache, else from face set `set`.
-    async fn embedding_of(&self, set: &str, token: &str) -> Result<Arc<Embedding>, ApiError> {
-        if let Some(embedding) = self.shared.tokens.get(token) {
+    async fn embedding_of(&self, set: &str, token: &FaceToken) -> Result<Arc<Embedding>, ApiError> {
+        if let Some(embedding) = self.shared.tokens.get(token.as_str()) {
             return Ok(embedding);
         }
-        let (set_name, token_name) = (set.to_owned(), token.to_owned());
+        let (set_name, key) = (set.to_owned(), token.clone());
         let record = self
-            .with_store(move |store| store.get(&set_name, &token_name))
+            .with_store(move |store| store.get(&set_name, &key))
             .await?;
         record
             .map(|r| Arc::new(Embedding::new(r.embedding)))
             .ok_or_else(|| ApiError::UnknownToken {
-                token: token.to_owned(),
+                token: token.to_string(),
                 set: set.to_owned(),
             })
     }
 
-    /// The token and embedding of a face given by token, or by image (its largest face, which
-    /// gets a new token and crop).
+    /// The token and embedding of a face given by token, or by photo (its largest face,
+    /// which gets a new token and crop).
     async fn resolve(
         &self,
         set: &str,
-        source: FaceSource,
-    ) -> Result<(String, Arc<Embedding>), ApiError> {
-        match source {
-            FaceSource::Token(token) => {
+        query: FaceQuery,
+    ) -> Result<(FaceToken, Arc<Embedding>), ApiError> {
+        match query {
+            FaceQuery::Token(token) => {
                 let embedding = self.embedding_of(set, &token).await?;
                 Ok((token, embedding))
             }
-            FaceSource::Image { bytes, field } => {
+            FaceQuery::Image { bytes, label } => {
                 let shared = Arc::clone(&self.shared);
                 self.infer(move || {
                     let (image, faces) = shared.analyze(&bytes)?;
-                    let largest =
-                        facerec::largest_face(&faces).ok_or(ApiError::NoFace { field })?;
-                    let face = faces
-                        .into_iter()
-                        .nth(largest)
-                        .ok_or(ApiError::NoFace { field })?;
+                    let no_face = || ApiError::NoFace { field: label };
+                    let largest = facerec::largest_face(&faces).ok_or_else(no_face)?;
+                    let face = faces.into_iter().nth(largest).ok_or_else(no_face)?;
                     let embedding = Arc::new(face.embedding.clone());
                     let detected = shared.register(&image, vec![face])?;
                     let token = detected
                         .into_iter()
                         .next()
                         .map(|d| d.token)
-                        .ok_or(ApiError::NoFace { field })?;
+                        .ok_or_else(no_face)?;
                     Ok((token, embedding))
                 })
                 .await
             }
         }
     }
+}
+
+/// Runs blocking work on the runtime's blocking threads; a panic or cancellation there is an
+/// internal error naming `what`.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    what: &'static str,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(format!("{what} failed: {e}")))?
 }
 
 impl Shared {
@@ -477,27 +601,209 @@ impl Shared {
     }
 
     /// Deletes the crops of evicted tokens.
-    fn forget(&self, evicted: &[String]) {
+    fn forget(&self, evicted: &[FaceToken]) {
         if !evicted.is_empty() {
             self.metrics.add_tokens_evicted(evicted.len());
             self.crops.remove(evicted);
         }
     }
 
-    /// 24 random letters and digits, not in use.
-    fn new_token(&self) -> String {
-        const ALPHANUMERIC: [char; 62] = [
-            '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'A', 'B', 'C', 'D', 'E', 'F', 'G',
-            'H', 'I', 'J', 'K', 'L', 'M', 'N', 'O', 'P', 'Q', 'R', 'S', 'T', 'U', 'V', 'W', 'X',
-            'Y', 'Z', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o',
-            'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z',
-        ];
+    /// A new token not in use.
+    fn new_token(&self) -> FaceToken {
         loop {
-            let token = nanoid::nanoid!(TOKEN_LEN, &ALPHANUMERIC);
+            let token = FaceToken::generate();
             // 62^24 tokens make a collision all but impossible; the check makes it impossible.
-            if !self.tokens.contains(&token) {
+            if !self.tokens.contains(token.as_str()) {
                 return token;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service on a fresh data dir, and a runtime to drive it (no HTTP anywhere).
+    struct Fixture {
+        service: FaceService,
+        runtime: tokio::runtime::Runtime,
+        dir: PathBuf,
+    }
+
+    impl Fixture {
+        fn new(tag: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("facerec-service-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let engine = Arc::new(
+                FaceEngine::from_dir(facerec_fixtures::models_dir()).expect("loading the models"),
+            );
+            let mut config = ApiConfig::new(&dir);
+            config.inference_threads = 2;
+            let service = FaceService::open(engine, config).expect("opening the service");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            Self {
+                service,
+                runtime,
+                dir,
+            }
+        }
+
+        fn run<T>(&self, work: impl Future<Output = T>) -> T {
+            self.runtime.block_on(work)
+        }
+
+        fn photo(name: &str) -> Bytes {
+            Bytes::from(facerec_fixtures::photo_bytes(name))
+        }
+
+        /// The token of the largest face of a photo.
+        fn detect_largest(&self, name: &str) -> FaceToken {
+            let faces = self.run(self.service.detect(Self::photo(name))).unwrap();
+            let area = |f: &DetectedFace| (f.bbox.x2 - f.bbox.x1) * (f.bbox.y2 - f.bbox.y1);
+            faces
+                .iter()
+                .max_by(|a, b| area(a).total_cmp(&area(b)))
+                .map(|f| f.token.clone())
+                .expect("a face")
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn threshold(text: &str) -> Threshold {
+        Threshold::parse(text, 4.0).unwrap()
+    }
+
+    #[test]
+    fn enrol_search_compare_page_and_remove_through_the_service() {
+        let fx = Fixture::new("flow");
+        let s = &fx.service;
+        let obama = fx.detect_largest("obama.jpg");
+        assert!(obama.is_generated_form());
+        assert_eq!(s.token_count(), s.crop_count());
+
+        let added = fx
+            .run(s.add_face(obama.clone(), "obama".into(), "staff".into()))
+            .unwrap();
+        assert_eq!(
+            added,
+            SetFace {
+                token: obama.clone(),
+                name: "obama".into(),
+                set: "staff".into()
+            }
+        );
+
+        // by photo: a new token for the query face, obama found below 0.6
+        let query = FaceQuery::Image {
+            bytes: Fixture::photo("obama2.jpg"),
+            label: "image_file",
+        };
+        let found = fx
+            .run(s.search(query, threshold(" 0.60 "), None, "staff".into()))
+            .unwrap();
+        assert_ne!(found.token, obama);
+        assert_eq!(
+            (found.set.as_str(), found.threshold.as_str()),
+            ("staff", "0.60")
+        );
+        assert_eq!(found.matches.len(), 1);
+        assert_eq!(found.matches[0].token, obama);
+        assert!(found.matches[0].distance < 0.6, "{:?}", found.matches);
+
+        // another set does not hold it
+        let elsewhere = fx
+            .run(s.search(
+                FaceQuery::Token(found.token.clone()),
+                threshold("0.6"),
+                None,
+                "other".into(),
+            ))
+            .unwrap();
+        assert!(elsewhere.matches.is_empty());
+
+        let biden = fx.detect_largest("biden.jpg");
+        let verdict = fx
+            .run(s.compare(
+                FaceQuery::Token(obama.clone()),
+                FaceQuery::Token(biden),
+                "staff".into(),
+            ))
+            .unwrap();
+        assert!(verdict.distance > verdict.threshold, "{verdict:?}");
+
+        let page = fx.run(s.face_set_page("staff".into(), 0, 10)).unwrap();
+        assert_eq!(
+            (page.set.as_str(), page.total, page.offset, page.limit),
+            ("staff", 1, 0, 10)
+        );
+        assert_eq!(page.faces[0].name, "obama");
+
+        let removed = fx
+            .run(s.remove_face(obama.clone(), "staff".into()))
+            .unwrap();
+        assert_eq!(removed, added);
+        let again = fx.run(s.remove_face(obama, "staff".into())).unwrap_err();
+        assert_eq!(again.code().code(), 1006);
+    }
+
+    #[test]
+    fn unknown_tokens_and_faceless_photos_are_named_errors() {
+        let fx = Fixture::new("errors");
+        let s = &fx.service;
+        let unknown = FaceToken::parse("nosuchtoken").unwrap();
+        let err = fx
+            .run(s.add_face(unknown.clone(), "x".into(), "default".into()))
+            .unwrap_err();
+        assert!(
+            matches!(&err, ApiError::UnknownToken { token, set } if token == "nosuchtoken" && set == "default"),
+            "{err}"
+        );
+        // a photo without a face (a flat grey square)
+        let mut png = Vec::new();
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+            200,
+            200,
+            image::Rgb([128, 128, 128]),
+        ))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+        let query = FaceQuery::Image {
+            bytes: Bytes::from(png),
+            label: "image_file_b",
+        };
+        let err = fx
+            .run(s.search(query, threshold("0.6"), None, "default".into()))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ApiError::NoFace {
+                    field: "image_file_b"
+                }
+            ),
+            "{err}"
+        );
+        let faceless = fx
+            .run(s.search(
+                FaceQuery::Image {
+                    bytes: Bytes::from(vec![0u8; 10]),
+                    label: "image_file",
+                },
+                threshold("0.6"),
+                None,
+                "default".into(),
+            ))
+            .unwrap_err();
+        assert_eq!(faceless.code().code(), 1004, "{faceless}");
     }
 }

@@ -1034,7 +1034,7 @@ fn crops_live_as_long_as_their_tokens() {
     let dir = fresh_dir("crops");
     std::fs::create_dir_all(dir.join("crops")).unwrap();
     std::fs::write(dir.join("crops/stale.jpg"), b"left over").unwrap();
-    let srv = TestServer::start_in(dir.clone(), |c| c.max_tokens = 2);
+    let srv = TestServer::start_in(dir.clone(), |c| c.tokens.max_entries = 2);
     assert!(
         !dir.join("crops/stale.jpg").exists(),
         "the crops folder is emptied at start"

@@ -16,10 +16,12 @@ pub enum Error {
     },
 
     /// A face token is empty or longer than 64 bytes.
-    #[error("face token '{token}' is invalid: use 1-64 bytes")]
+    #[error("face token '{token}' is invalid: it is {len} bytes long; use 1-64 bytes")]
     InvalidToken {
-        /// The rejected token (possibly long).
+        /// The rejected token (its first 65 characters).
         token: String,
+        /// Its length in bytes.
+        len: usize,
     },
 
     /// A face name is longer than 256 bytes of UTF-8.

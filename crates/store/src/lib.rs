@@ -16,15 +16,16 @@
 //! # Example
 //!
 //! ```
-//! use facerec_store::{FaceRecord, FaceStore, SledStore, StoreConfig, Upsert};
+//! use facerec_store::{FaceRecord, FaceStore, FaceToken, SledStore, StoreConfig, Upsert};
 //!
 //! let dir = std::env::temp_dir().join(format!("facerec-store-doc-{}", std::process::id()));
 //! let store = SledStore::open(&dir, StoreConfig::new("sface", 3))?;
+//! let (ann, bob) = (FaceToken::parse("tok-ann")?, FaceToken::parse("tok-bob")?);
 //!
-//! store.add("staff", FaceRecord::new("tok-ann", "Ann", vec![0.0, 0.0, 0.0], "sface"))?;
-//! store.add("staff", FaceRecord::new("tok-bob", "Bob", vec![3.0, 4.0, 0.0], "sface"))?;
+//! store.add("staff", FaceRecord::new(ann.clone(), "Ann", vec![0.0, 0.0, 0.0], "sface"))?;
+//! store.add("staff", FaceRecord::new(bob.clone(), "Bob", vec![3.0, 4.0, 0.0], "sface"))?;
 //! // the same token again replaces the record
-//! let again = FaceRecord::new("tok-bob", "Robert", vec![3.0, 4.0, 0.0], "sface");
+//! let again = FaceRecord::new(bob, "Robert", vec![3.0, 4.0, 0.0], "sface");
 //! assert_eq!(store.add("staff", again)?, Upsert::Replaced);
 //!
 //! let hits = store.search("staff", &[0.0, 0.0, 1.0], 10.0, None)?;
@@ -34,7 +35,7 @@
 //! // a set that does not exist has no matches
 //! assert!(store.search("nobody", &[0.0, 0.0, 1.0], 10.0, None)?.is_empty());
 //!
-//! let removed = store.remove("staff", "tok-ann")?;
+//! let removed = store.remove("staff", &ann)?;
 //! assert_eq!(removed.name, "Ann");
 //! assert_eq!(store.len("staff")?, 1);
 //!
@@ -63,13 +64,15 @@ mod error;
 mod matrix;
 mod record;
 mod store;
+mod token;
 mod token_cache;
 
 pub use error::{Error, Result};
 pub use matrix::{FaceMatrix, PARALLEL_MIN_ROWS, squared_distance};
 pub use record::{
     FORMAT_VERSION, FaceRecord, FaceSetInfo, FaceSummary, MAX_MODEL_ID_BYTES, MAX_NAME_BYTES,
-    MAX_SET_NAME_CHARS, MAX_TOKEN_BYTES, Match, Upsert, now_unix_ms, validate_set_name,
+    MAX_SET_NAME_CHARS, Match, Upsert, now_unix_ms, validate_name, validate_set_name,
 };
 pub use store::{FaceStore, SledStore, StoreConfig};
+pub use token::{FaceToken, MAX_TOKEN_BYTES};
 pub use token_cache::{TokenCache, TokenCacheConfig};

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::record::{Match, Upsert, validate_name, validate_token, validate_vector};
+use crate::record::{Match, Upsert, validate_name, validate_vector};
+use crate::token::FaceToken;
 
 /// Below this many rows a search runs on the calling thread only.
 pub const PARALLEL_MIN_ROWS: usize = 20_000;
@@ -26,10 +27,10 @@ const LANES: usize = 16;
 /// Removal swaps the last row into the hole, so row order is not stable.
 ///
 /// ```
-/// use facerec_store::FaceMatrix;
+/// use facerec_store::{FaceMatrix, FaceToken};
 /// let mut m = FaceMatrix::new(2);
-/// m.upsert("a", "Ann", &[0.0, 0.0])?;
-/// m.upsert("b", "Bob", &[3.0, 4.0])?;
+/// m.upsert(&FaceToken::parse("a")?, "Ann", &[0.0, 0.0])?;
+/// m.upsert(&FaceToken::parse("b")?, "Bob", &[3.0, 4.0])?;
 /// let hits = m.search(&[0.0, 0.0], 6.0, None)?;
 /// assert_eq!(hits.iter().map(|h| h.distance).collect::<Vec<_>>(), [0.0, 5.0]);
 /// # Ok::<(), facerec_store::Error>(())
@@ -38,9 +39,9 @@ const LANES: usize = 16;
 pub struct FaceMatrix {
     dims: usize,
     data: Vec<f32>,
-    tokens: Vec<Box<str>>,
+    tokens: Vec<FaceToken>,
     names: Vec<Box<str>>,
-    index: HashMap<Box<str>, usize>,
+    index: HashMap<FaceToken, usize>,
 }
 
 impl FaceMatrix {
@@ -93,10 +94,8 @@ impl FaceMatrix {
     /// Adds a face, or replaces the name and embedding of the face with the
     /// same token.
     ///
-    /// Checks the token (1-64 bytes), name (≤ 256 bytes) and embedding
-    /// (`dims` finite values).
-    pub fn upsert(&mut self, token: &str, name: &str, embedding: &[f32]) -> Result<Upsert> {
-        validate_token(token)?;
+    /// Checks the name (≤ 256 bytes) and embedding (`dims` finite values).
+    pub fn upsert(&mut self, token: &FaceToken, name: &str, embedding: &[f32]) -> Result<Upsert> {
         validate_name(name)?;
         validate_vector("embedding", embedding, self.dims)?;
         if let Some(&row) = self.index.get(token) {
@@ -108,9 +107,9 @@ impl FaceMatrix {
         }
         let row = self.tokens.len();
         self.data.extend_from_slice(embedding);
-        self.tokens.push(token.into());
+        self.tokens.push(token.clone());
         self.names.push(name.into());
-        self.index.insert(token.into(), row);
+        self.index.insert(token.clone(), row);
         Ok(Upsert::Inserted)
     }
 
@@ -149,16 +148,18 @@ impl FaceMatrix {
     /// (allocator overhead not included).
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
+        // Tokens are shared (`Arc<str>`) between the row list and the index: counted once,
+        // with their two reference counts.
         let strings: usize = self
             .tokens
             .iter()
-            .chain(self.names.iter())
-            .map(|s| s.len())
+            .map(|t| t.as_str().len() + 2 * size_of::<usize>())
             .sum::<usize>()
-            + self.tokens.iter().map(|s| s.len()).sum::<usize>(); // index keys
+            + self.names.iter().map(|n| n.len()).sum::<usize>();
         self.data.capacity() * size_of::<f32>()
-            + (self.tokens.capacity() + self.names.capacity()) * size_of::<Box<str>>()
-            + self.index.capacity() * (size_of::<(Box<str>, usize)>() + 1)
+            + self.tokens.capacity() * size_of::<FaceToken>()
+            + self.names.capacity() * size_of::<Box<str>>()
+            + self.index.capacity() * (size_of::<(FaceToken, usize)>() + 1)
             + strings
     }
 
@@ -201,7 +202,7 @@ impl FaceMatrix {
         Ok(hits
             .into_iter()
             .map(|(row, d2)| Match {
-                token: self.tokens[row].to_string(),
+                token: self.tokens[row].clone(),
                 name: self.names[row].to_string(),
                 distance: d2.sqrt(),
             })
@@ -314,6 +315,10 @@ fn scan_fixed<const D: usize>(
 mod tests {
     use super::*;
 
+    fn t(text: &str) -> FaceToken {
+        FaceToken::parse(text).unwrap()
+    }
+
     /// xorshift64*; deterministic test data.
     struct Rng(u64);
     impl Rng {
@@ -360,11 +365,11 @@ mod tests {
     #[test]
     fn exact_distances_order_threshold_and_top_k() {
         let mut m = FaceMatrix::new(3);
-        m.upsert("far", "F", &[0.0, 0.0, 10.0]).unwrap();
-        m.upsert("five", "E", &[3.0, 4.0, 0.0]).unwrap();
-        m.upsert("one", "O", &[1.0, 0.0, 0.0]).unwrap();
-        m.upsert("two", "T", &[0.0, -2.0, 0.0]).unwrap();
-        m.upsert("zero", "Z", &[0.0, 0.0, 0.0]).unwrap();
+        m.upsert(&t("far"), "F", &[0.0, 0.0, 10.0]).unwrap();
+        m.upsert(&t("five"), "E", &[3.0, 4.0, 0.0]).unwrap();
+        m.upsert(&t("one"), "O", &[1.0, 0.0, 0.0]).unwrap();
+        m.upsert(&t("two"), "T", &[0.0, -2.0, 0.0]).unwrap();
+        m.upsert(&t("zero"), "Z", &[0.0, 0.0, 0.0]).unwrap();
         let q = [0.0, 0.0, 0.0];
         let hits = m.search(&q, 100.0, None).unwrap();
         let got: Vec<(&str, f32)> = hits
@@ -417,8 +422,8 @@ mod tests {
     #[test]
     fn ties_are_ordered_by_token() {
         let mut m = FaceMatrix::new(1);
-        for t in ["c", "a", "b"] {
-            m.upsert(t, "", &[1.0]).unwrap();
+        for tk in ["c", "a", "b"] {
+            m.upsert(&t(tk), "", &[1.0]).unwrap();
         }
         let hits = m.search(&[0.0], 2.0, None).unwrap();
         assert_eq!(
@@ -432,10 +437,22 @@ mod tests {
     #[test]
     fn upsert_replaces_and_remove_swaps() {
         let mut m = FaceMatrix::new(2);
-        assert_eq!(m.upsert("a", "A", &[1.0, 0.0]).unwrap(), Upsert::Inserted);
-        assert_eq!(m.upsert("b", "B", &[2.0, 0.0]).unwrap(), Upsert::Inserted);
-        assert_eq!(m.upsert("c", "C", &[3.0, 0.0]).unwrap(), Upsert::Inserted);
-        assert_eq!(m.upsert("a", "A2", &[1.5, 0.0]).unwrap(), Upsert::Replaced);
+        assert_eq!(
+            m.upsert(&t("a"), "A", &[1.0, 0.0]).unwrap(),
+            Upsert::Inserted
+        );
+        assert_eq!(
+            m.upsert(&t("b"), "B", &[2.0, 0.0]).unwrap(),
+            Upsert::Inserted
+        );
+        assert_eq!(
+            m.upsert(&t("c"), "C", &[3.0, 0.0]).unwrap(),
+            Upsert::Inserted
+        );
+        assert_eq!(
+            m.upsert(&t("a"), "A2", &[1.5, 0.0]).unwrap(),
+            Upsert::Replaced
+        );
         assert_eq!(m.len(), 3);
         assert_eq!(m.get("a"), Some(("A2", &[1.5f32, 0.0][..])));
         assert!(m.remove("a"));
@@ -456,16 +473,12 @@ mod tests {
         assert!(m.is_empty());
         assert_eq!(m.search(&[0.0, 0.0], 10.0, None).unwrap(), []);
         assert!(matches!(
-            m.upsert("x", "", &[1.0]),
+            m.upsert(&t("x"), "", &[1.0]),
             Err(Error::WrongDims { .. })
         ));
         assert!(matches!(
-            m.upsert("x", "", &[1.0, f32::INFINITY]),
+            m.upsert(&t("x"), "", &[1.0, f32::INFINITY]),
             Err(Error::NonFinite { .. })
-        ));
-        assert!(matches!(
-            m.upsert("", "", &[1.0, 1.0]),
-            Err(Error::InvalidToken { .. })
         ));
     }
 
@@ -478,7 +491,7 @@ mod tests {
         let mut rows = Vec::with_capacity(n);
         for i in 0..n {
             let v = rng.vec(d);
-            m.upsert(&format!("t{i:06}"), "", &v).unwrap();
+            m.upsert(&t(&format!("t{i:06}")), "", &v).unwrap();
             rows.push(v);
         }
         let q = rng.vec(d);
@@ -501,7 +514,7 @@ mod tests {
         assert!((hits.len() as isize - want.len() as isize).abs() <= 1);
         assert!(hits.len() > 100);
         for (h, (t, dist)) in hits.iter().zip(&want).take(50) {
-            assert_eq!(&h.token, t);
+            assert_eq!(h.token.as_str(), t);
             assert!((f64::from(h.distance) - dist).abs() < 1e-5);
         }
         assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));

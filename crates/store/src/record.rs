@@ -3,9 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-
-/// Longest face token, in bytes.
-pub const MAX_TOKEN_BYTES: usize = 64;
+use crate::token::FaceToken;
 /// Longest face name, in bytes of UTF-8.
 pub const MAX_NAME_BYTES: usize = 256;
 /// Longest face set name, in characters (all ASCII).
@@ -20,8 +18,8 @@ pub const FORMAT_VERSION: u8 = 1;
 /// One enrolled face, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FaceRecord {
-    /// Opaque key of the face, 1-64 bytes (the API layer makes 24-char tokens).
-    pub token: String,
+    /// Key of the face.
+    pub token: FaceToken,
     /// Name given to the face, at most 256 bytes of UTF-8 (may be empty).
     pub name: String,
     /// The embedding, in the model's own metric; length = the store's dims.
@@ -35,13 +33,13 @@ pub struct FaceRecord {
 impl FaceRecord {
     /// A record created now.
     pub fn new(
-        token: impl Into<String>,
+        token: FaceToken,
         name: impl Into<String>,
         embedding: Vec<f32>,
         model_id: impl Into<String>,
     ) -> Self {
         Self {
-            token: token.into(),
+            token,
             name: name.into(),
             embedding,
             model_id: model_id.into(),
@@ -54,7 +52,7 @@ impl FaceRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Match {
     /// Token of the matching face.
-    pub token: String,
+    pub token: FaceToken,
     /// Name of the matching face.
     pub name: String,
     /// Euclidean distance between the query and the face's embedding.
@@ -74,7 +72,7 @@ pub struct FaceSetInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaceSummary {
     /// Token of the face.
-    pub token: String,
+    pub token: FaceToken,
     /// Name of the face.
     pub name: String,
     /// Creation time, milliseconds since the Unix epoch.
@@ -110,17 +108,6 @@ pub fn validate_set_name(name: &str) -> Result<()> {
         Err(Error::InvalidSetName {
             name: name.to_owned(),
         })
-    }
-}
-
-/// Checks a face token: 1-64 bytes.
-pub fn validate_token(token: &str) -> Result<()> {
-    if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
-        Err(Error::InvalidToken {
-            token: token.to_owned(),
-        })
-    } else {
-        Ok(())
     }
 }
 
@@ -165,7 +152,7 @@ pub(crate) fn encode(rec: &FaceRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(
         1 + 8
             + 1
-            + rec.token.len()
+            + rec.token.as_str().len()
             + 2
             + rec.name.len()
             + 1
@@ -177,8 +164,9 @@ pub(crate) fn encode(rec: &FaceRecord) -> Vec<u8> {
     out.extend_from_slice(&rec.created_unix_ms.to_le_bytes());
     // Lengths were validated (token <= 64, name <= 256, model id <= 255); the
     // fallbacks below are never taken.
-    out.push(u8::try_from(rec.token.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(rec.token.as_bytes());
+    let token = rec.token.as_str();
+    out.push(u8::try_from(token.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(token.as_bytes());
     out.extend_from_slice(
         &u16::try_from(rec.name.len())
             .unwrap_or(u16::MAX)
@@ -248,6 +236,16 @@ pub(crate) struct Head<'a> {
     pub model_id: &'a str,
 }
 
+impl Head<'_> {
+    /// The record's token as a [`FaceToken`]; a stored token that is not one is corruption.
+    pub(crate) fn face_token(&self, what: &dyn Fn() -> String) -> Result<FaceToken> {
+        FaceToken::parse(self.token).map_err(|e| Error::Corrupt {
+            what: what(),
+            reason: e.to_string(),
+        })
+    }
+}
+
 fn decode_head<'a>(r: &mut Reader<'a>) -> Result<Head<'a>> {
     let [version] = r.array::<1>("format version")?;
     if version == 0 || version > FORMAT_VERSION {
@@ -308,7 +306,7 @@ pub(crate) fn decode(bytes: &[u8], dims: usize, what: &dyn Fn() -> String) -> Re
     let mut embedding = Vec::with_capacity(dims);
     let head = decode_with(bytes, dims, what, |x| embedding.push(x))?;
     Ok(FaceRecord {
-        token: head.token.to_owned(),
+        token: head.face_token(what)?,
         name: head.name.to_owned(),
         embedding,
         model_id: head.model_id.to_owned(),
@@ -325,7 +323,7 @@ pub(crate) fn decode_summary(bytes: &[u8], what: &dyn Fn() -> String) -> Result<
     };
     let head = decode_head(&mut r)?;
     Ok(FaceSummary {
-        token: head.token.to_owned(),
+        token: head.face_token(what)?,
         name: head.name.to_owned(),
         created_unix_ms: head.created_unix_ms,
     })
@@ -341,7 +339,7 @@ mod tests {
 
     fn rec() -> FaceRecord {
         FaceRecord {
-            token: "tok_0123456789abcdefghij".into(),
+            token: FaceToken::parse("tok_0123456789abcdefghij").unwrap(),
             name: "Zoë O'Neil".into(),
             embedding: vec![1.5, -0.25, 3.0e-8, f32::MAX],
             model_id: "sface-2021dec".into(),
@@ -410,10 +408,7 @@ mod tests {
     }
 
     #[test]
-    fn tokens_names_vectors() {
-        validate_token(&"t".repeat(64)).unwrap();
-        assert!(validate_token("").is_err());
-        assert!(validate_token(&"t".repeat(65)).is_err());
+    fn names_vectors() {
         validate_name("").unwrap();
         validate_name(&"é".repeat(128)).unwrap();
         assert!(matches!(

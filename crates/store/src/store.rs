@@ -11,9 +11,9 @@ use crate::error::{Error, Result, sled_err};
 use crate::matrix::FaceMatrix;
 use crate::record::{
     FORMAT_VERSION, FaceRecord, FaceSetInfo, FaceSummary, MAX_MODEL_ID_BYTES, Match, Upsert,
-    decode, decode_summary, decode_with, encode, validate_name, validate_set_name, validate_token,
-    validate_vector,
+    decode, decode_summary, decode_with, encode, validate_name, validate_set_name, validate_vector,
 };
+use crate::token::FaceToken;
 
 /// Durable named face sets with exact search.
 ///
@@ -43,10 +43,10 @@ pub trait FaceStore: Send + Sync {
 
     /// Removes a face from a set and returns its record once the removal is
     /// durable; [`Error::NotFound`] if it is not there.
-    fn remove(&self, set: &str, token: &str) -> Result<FaceRecord>;
+    fn remove(&self, set: &str, token: &FaceToken) -> Result<FaceRecord>;
 
     /// The record of a face, if present.
-    fn get(&self, set: &str, token: &str) -> Result<Option<FaceRecord>>;
+    fn get(&self, set: &str, token: &FaceToken) -> Result<Option<FaceRecord>>;
 
     /// Every face of the set whose Euclidean distance to `query` is strictly
     /// below `threshold`, nearest first (ties by token), at most `top_k`.
@@ -294,11 +294,10 @@ impl SledStore {
     }
 
     fn check_record(&self, record: &FaceRecord) -> Result<()> {
-        validate_token(&record.token)?;
         validate_name(&record.name)?;
         if record.model_id != self.config.model_id {
             return Err(Error::RecordModelMismatch {
-                token: record.token.clone(),
+                token: record.token.to_string(),
                 record_model: record.model_id.clone(),
                 store_model: self.config.model_id.clone(),
             });
@@ -440,6 +439,7 @@ fn load_matrix(tree: &sled::Tree, set: &str, config: &StoreConfig) -> Result<Fac
         if head.token.as_bytes() != &*key {
             return Err(corrupt(format!("record holds token '{}'", head.token)));
         }
+        let token = head.face_token(&what)?;
         if head.model_id != config.model_id {
             return Err(corrupt(format!(
                 "record was embedded with model '{}', the store holds '{}'",
@@ -447,7 +447,7 @@ fn load_matrix(tree: &sled::Tree, set: &str, config: &StoreConfig) -> Result<Fac
             )));
         }
         matrix
-            .upsert(head.token, head.name, &embedding)
+            .upsert(&token, head.name, &embedding)
             .map_err(|e| corrupt(e.to_string()))?;
     }
     matrix.shrink_to_fit();
@@ -475,7 +475,7 @@ impl FaceStore for SledStore {
             }
             let old = slot
                 .tree
-                .insert(record.token.as_bytes(), bytes.clone())
+                .insert(record.token.as_str().as_bytes(), bytes.clone())
                 .map_err(|e| {
                     sled_err(format!("adding face '{}' to set '{set}'", record.token), e)
                 })?;
@@ -509,7 +509,7 @@ impl FaceStore for SledStore {
             }
             let mut batch = sled::Batch::default();
             for r in &records {
-                batch.insert(r.token.as_bytes(), encode(r));
+                batch.insert(r.token.as_str().as_bytes(), encode(r));
             }
             slot.tree.apply_batch(batch).map_err(|e| {
                 sled_err(format!("adding {} faces to set '{set}'", records.len()), e)
@@ -527,11 +527,11 @@ impl FaceStore for SledStore {
         Ok(inserted)
     }
 
-    fn remove(&self, set: &str, token: &str) -> Result<FaceRecord> {
+    fn remove(&self, set: &str, token: &FaceToken) -> Result<FaceRecord> {
         validate_set_name(set)?;
         let not_found = || Error::NotFound {
             set: set.to_owned(),
-            token: token.to_owned(),
+            token: token.to_string(),
         };
         let slot = self.slot(set).ok_or_else(not_found)?;
         let old = {
@@ -541,36 +541,36 @@ impl FaceStore for SledStore {
             }
             let old = slot
                 .tree
-                .remove(token.as_bytes())
+                .remove(token.as_str().as_bytes())
                 .map_err(|e| sled_err(format!("removing face '{token}' from set '{set}'"), e))?;
             let old = old.ok_or_else(not_found)?;
-            state.matrix.remove(token);
+            state.matrix.remove(token.as_str());
             old
         };
         self.durable(|| format!("removing face '{token}' from set '{set}'"))?;
-        tracing::debug!(set, token, "removed face");
+        tracing::debug!(set, %token, "removed face");
         decode(
             &old,
             self.config.dims,
-            &Self::decode_what(set, token.as_bytes()),
+            &Self::decode_what(set, token.as_str().as_bytes()),
         )
     }
 
-    fn get(&self, set: &str, token: &str) -> Result<Option<FaceRecord>> {
+    fn get(&self, set: &str, token: &FaceToken) -> Result<Option<FaceRecord>> {
         validate_set_name(set)?;
         let Some(slot) = self.slot(set) else {
             return Ok(None);
         };
         let value = slot
             .tree
-            .get(token.as_bytes())
+            .get(token.as_str().as_bytes())
             .map_err(|e| sled_err(format!("reading face '{token}' of set '{set}'"), e))?;
         value
             .map(|v| {
                 decode(
                     &v,
                     self.config.dims,
-                    &Self::decode_what(set, token.as_bytes()),
+                    &Self::decode_what(set, token.as_str().as_bytes()),
                 )
             })
             .transpose()

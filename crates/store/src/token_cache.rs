@@ -1,10 +1,11 @@
 //! A bounded, thread-safe, in-memory map for temporary face tokens.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+
+use crate::token::FaceToken;
 
 /// Limits of a [`TokenCache`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,11 +46,12 @@ impl Default for TokenCacheConfig {
 ///
 /// ```
 /// use std::time::Duration;
-/// use facerec_store::{TokenCache, TokenCacheConfig};
+/// use facerec_store::{FaceToken, TokenCache, TokenCacheConfig};
 /// let cache = TokenCache::new(TokenCacheConfig { max_entries: 2, ttl: Duration::from_secs(60) });
-/// assert!(cache.insert("a".into(), 1).is_empty());
-/// assert!(cache.insert("b".into(), 2).is_empty());
-/// assert_eq!(cache.insert("c".into(), 3), ["a"]); // the oldest is evicted and reported
+/// let token = |t| FaceToken::parse(t).unwrap();
+/// assert!(cache.insert(token("a"), 1).is_empty());
+/// assert!(cache.insert(token("b"), 2).is_empty());
+/// assert_eq!(cache.insert(token("c"), 3), ["a"]); // the oldest is evicted and reported
 /// assert_eq!(cache.get("a"), None);
 /// assert_eq!(cache.get("c"), Some(3));
 /// ```
@@ -69,10 +71,10 @@ struct Entry<V> {
 #[derive(Debug)]
 struct Inner<V> {
     /// Live entries by token.
-    map: HashMap<Arc<str>, Entry<V>>,
+    map: HashMap<FaceToken, Entry<V>>,
     /// (token, inserted_at, seq) in insertion order; an element whose seq
     /// differs from the map entry's (or whose token is gone) is stale.
-    queue: VecDeque<(Arc<str>, Instant, u64)>,
+    queue: VecDeque<(FaceToken, Instant, u64)>,
     next_seq: u64,
     /// Latest insertion time; later inserts never get an earlier one, so the
     /// queue stays in age order even if a caller's clock steps back.
@@ -80,7 +82,7 @@ struct Inner<V> {
 }
 
 impl<V> Inner<V> {
-    fn is_live(&self, token: &str, seq: u64) -> bool {
+    fn is_live(&self, token: &FaceToken, seq: u64) -> bool {
         self.map.get(token).is_some_and(|e| e.seq == seq)
     }
 
@@ -95,14 +97,14 @@ impl<V> Inner<V> {
         false
     }
 
-    fn evict_front(&mut self, out: &mut Vec<String>) {
+    fn evict_front(&mut self, out: &mut Vec<FaceToken>) {
         if let Some((token, _, _)) = self.queue.pop_front() {
             self.map.remove(&token);
-            out.push(token.to_string());
+            out.push(token);
         }
     }
 
-    fn purge_expired(&mut self, now: Instant, ttl: Duration, out: &mut Vec<String>) {
+    fn purge_expired(&mut self, now: Instant, ttl: Duration, out: &mut Vec<FaceToken>) {
         while self.skip_stale() {
             let expired = self
                 .queue
@@ -118,7 +120,7 @@ impl<V> Inner<V> {
     fn compact(&mut self) {
         let map = &self.map;
         self.queue
-            .retain(|(token, _, seq)| map.get(&**token).is_some_and(|e| e.seq == *seq));
+            .retain(|(token, _, seq)| map.get(token).is_some_and(|e| e.seq == *seq));
     }
 }
 
@@ -158,12 +160,12 @@ impl<V> TokenCache<V> {
 
     /// Inserts (or replaces, renewing its age) an entry now; returns the
     /// tokens evicted to make room or because they expired, oldest first.
-    pub fn insert(&self, token: String, value: V) -> Vec<String> {
+    pub fn insert(&self, token: FaceToken, value: V) -> Vec<FaceToken> {
         self.insert_at(token, value, Instant::now())
     }
 
     /// [`insert`](Self::insert) at a given time.
-    pub fn insert_at(&self, token: String, value: V, now: Instant) -> Vec<String> {
+    pub fn insert_at(&self, token: FaceToken, value: V, now: Instant) -> Vec<FaceToken> {
         let mut evicted = Vec::new();
         let mut g = self.inner.lock();
         let inner = &mut *g;
@@ -176,14 +178,13 @@ impl<V> TokenCache<V> {
 
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        let key: Arc<str> = Arc::from(token);
         let entry = Entry {
             value,
             inserted_at: now,
             seq,
         };
-        inner.map.insert(Arc::clone(&key), entry);
-        inner.queue.push_back((key, now, seq));
+        inner.map.insert(token.clone(), entry);
+        inner.queue.push_back((token, now, seq));
         while inner.map.len() > self.config.max_entries && inner.skip_stale() {
             inner.evict_front(&mut evicted);
         }
@@ -212,7 +213,7 @@ impl<V> TokenCache<V> {
 
     /// Evicts every entry that has reached the TTL at `now`; returns their
     /// tokens, oldest first.
-    pub fn purge_expired(&self, now: Instant) -> Vec<String> {
+    pub fn purge_expired(&self, now: Instant) -> Vec<FaceToken> {
         let mut evicted = Vec::new();
         self.inner
             .lock()
@@ -265,7 +266,13 @@ impl<V: Clone> TokenCache<V> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+
+    fn t(text: &str) -> FaceToken {
+        FaceToken::parse(text).unwrap()
+    }
 
     fn cache(max: usize, ttl_s: u64) -> TokenCache<u32> {
         TokenCache::new(TokenCacheConfig {
@@ -286,10 +293,10 @@ mod tests {
         let c = cache(3, 3600);
         let t0 = Instant::now();
         for i in 0..3u32 {
-            assert!(c.insert_at(format!("t{i}"), i, t0).is_empty());
+            assert!(c.insert_at(t(&format!("t{i}")), i, t0).is_empty());
         }
-        assert_eq!(c.insert_at("t3".into(), 3, t0), ["t0"]);
-        assert_eq!(c.insert_at("t4".into(), 4, t0), ["t1"]);
+        assert_eq!(c.insert_at(t("t3"), 3, t0), ["t0"]);
+        assert_eq!(c.insert_at(t("t4"), 4, t0), ["t1"]);
         assert_eq!(c.len(), 3);
         assert_eq!(c.get_at("t0", t0), None);
         assert_eq!(c.get_at("t1", t0), None);
@@ -301,8 +308,8 @@ mod tests {
     fn ttl_expiry_without_sleeping() {
         let c = cache(100, 10);
         let t0 = Instant::now();
-        c.insert_at("a".into(), 1, t0);
-        c.insert_at("b".into(), 2, t0 + Duration::from_secs(5));
+        c.insert_at(t("a"), 1, t0);
+        c.insert_at(t("b"), 2, t0 + Duration::from_secs(5));
         let t9 = t0 + Duration::from_secs(9);
         assert_eq!(c.get_at("a", t9), Some(1));
         let t10 = t0 + Duration::from_secs(10);
@@ -316,7 +323,7 @@ mod tests {
         assert!(c.purge_expired(t10).is_empty());
         // an insert purges expired entries and reports them
         let t20 = t0 + Duration::from_secs(20);
-        assert_eq!(c.insert_at("c".into(), 3, t20), ["b"]);
+        assert_eq!(c.insert_at(t("c"), 3, t20), ["b"]);
         assert_eq!(c.len(), 1);
         assert_eq!(c.get_at("c", t20), Some(3));
     }
@@ -325,13 +332,13 @@ mod tests {
     fn expiry_and_overflow_reported_together_in_age_order() {
         let c = cache(2, 10);
         let t0 = Instant::now();
-        c.insert_at("old".into(), 0, t0);
-        c.insert_at("mid".into(), 1, t0 + Duration::from_secs(6));
-        c.insert_at("new".into(), 2, t0 + Duration::from_secs(12));
+        c.insert_at(t("old"), 0, t0);
+        c.insert_at(t("mid"), 1, t0 + Duration::from_secs(6));
+        c.insert_at(t("new"), 2, t0 + Duration::from_secs(12));
         // "old" expired at 10 s (reported first); then the cap still holds 2
         assert_eq!(c.len(), 2);
         assert_eq!(
-            c.insert_at("x".into(), 3, t0 + Duration::from_secs(13)),
+            c.insert_at(t("x"), 3, t0 + Duration::from_secs(13)),
             ["mid"]
         );
     }
@@ -340,18 +347,15 @@ mod tests {
     fn reinsert_renews_and_remove_takes() {
         let c = cache(2, 10);
         let t0 = Instant::now();
-        c.insert_at("a".into(), 1, t0);
-        c.insert_at("b".into(), 2, t0);
+        c.insert_at(t("a"), 1, t0);
+        c.insert_at(t("b"), 2, t0);
         // re-insert "a": now the newest, value replaced, nothing evicted
         assert!(
-            c.insert_at("a".into(), 10, t0 + Duration::from_secs(5))
+            c.insert_at(t("a"), 10, t0 + Duration::from_secs(5))
                 .is_empty()
         );
         assert_eq!(c.len(), 2);
-        assert_eq!(
-            c.insert_at("c".into(), 3, t0 + Duration::from_secs(5)),
-            ["b"]
-        );
+        assert_eq!(c.insert_at(t("c"), 3, t0 + Duration::from_secs(5)), ["b"]);
         assert_eq!(c.get_at("a", t0 + Duration::from_secs(12)), Some(10));
         assert_eq!(c.remove("a"), Some(10));
         assert_eq!(c.remove("a"), None);
@@ -365,8 +369,8 @@ mod tests {
     fn clock_stepping_back_keeps_age_order() {
         let c = cache(10, 10);
         let t0 = Instant::now() + Duration::from_secs(100);
-        c.insert_at("a".into(), 1, t0);
-        c.insert_at("b".into(), 2, t0 - Duration::from_secs(50));
+        c.insert_at(t("a"), 1, t0);
+        c.insert_at(t("b"), 2, t0 - Duration::from_secs(50));
         // "b" is taken as inserted at t0, not earlier
         assert_eq!(c.purge_expired(t0 + Duration::from_secs(10)), ["a", "b"]);
     }
@@ -379,7 +383,7 @@ mod tests {
         let mut evicted = 0;
         let mut first_queue_cap = None;
         for i in 0..300_000u32 {
-            let ev = c.insert_at(format!("tok{i:021}"), i, t0);
+            let ev = c.insert_at(t(&format!("tok{i:021}")), i, t0);
             evicted += ev.len();
             if i >= 100_000 && i % 5_000 == 0 {
                 let g = c.inner.lock();
@@ -409,10 +413,10 @@ mod tests {
         let c = cache(100, 3600);
         let t0 = Instant::now();
         for round in 0..10_000u32 {
-            let t = format!("t{}", round % 50);
-            c.insert_at(t.clone(), round, t0);
+            let tk = t(&format!("t{}", round % 50));
+            c.insert_at(tk.clone(), round, t0);
             if round % 3 == 0 {
-                c.remove(&t);
+                c.remove(tk.as_str());
             }
         }
         let g = c.inner.lock();
@@ -428,7 +432,7 @@ mod tests {
                 let c = Arc::clone(&c);
                 std::thread::spawn(move || {
                     for i in 0..1000u32 {
-                        c.insert(format!("{t}-{i}"), i);
+                        c.insert(FaceToken::parse(&format!("{t}-{i}")).unwrap(), i);
                     }
                 })
             })

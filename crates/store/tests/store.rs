@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use facerec_store::{
-    Error, FaceRecord, FaceStore, FaceSummary, Match, SledStore, StoreConfig, Upsert,
+    Error, FaceRecord, FaceStore, FaceSummary, FaceToken, Match, SledStore, StoreConfig, Upsert,
 };
 
 const MODEL: &str = "sface-2021dec";
@@ -53,9 +53,13 @@ fn sparse(entries: &[(usize, f32)]) -> Vec<f32> {
     v
 }
 
+fn tok(token: &str) -> FaceToken {
+    FaceToken::parse(token).unwrap()
+}
+
 fn rec(token: &str, name: &str, embedding: Vec<f32>) -> FaceRecord {
     FaceRecord {
-        token: token.into(),
+        token: tok(token),
         name: name.into(),
         embedding,
         model_id: MODEL.into(),
@@ -108,17 +112,17 @@ fn add_search_remove_round_trip_with_exact_distances() {
         hits,
         vec![
             Match {
-                token: "one".into(),
+                token: tok("one"),
                 name: "One".into(),
                 distance: 1.0
             },
             Match {
-                token: "five".into(),
+                token: tok("five"),
                 name: "Five".into(),
                 distance: 5.0
             },
             Match {
-                token: "halves".into(),
+                token: tok("halves"),
                 name: "Halves".into(),
                 distance: 32f32.sqrt()
             },
@@ -129,10 +133,10 @@ fn add_search_remove_round_trip_with_exact_distances() {
     assert_eq!(hits[0].token, "five");
     assert_eq!(hits[0].distance, 0.0);
 
-    let got = store.get("s1", "five").unwrap().unwrap();
+    let got = store.get("s1", &tok("five")).unwrap().unwrap();
     assert_eq!(got, rec("five", "Five", five));
 
-    let removed = store.remove("s1", "five").unwrap();
+    let removed = store.remove("s1", &tok("five")).unwrap();
     assert_eq!(removed.token, "five");
     assert_eq!(removed.name, "Five");
     assert_eq!(store.len("s1").unwrap(), 2);
@@ -140,14 +144,14 @@ fn add_search_remove_round_trip_with_exact_distances() {
         tokens(&store.search("s1", &q, 100.0, None).unwrap()),
         ["one", "halves"]
     );
-    assert_eq!(store.get("s1", "five").unwrap(), None);
+    assert_eq!(store.get("s1", &tok("five")).unwrap(), None);
 
     assert!(matches!(
-        store.remove("s1", "five"),
+        store.remove("s1", &tok("five")),
         Err(Error::NotFound { set, token }) if set == "s1" && token == "five"
     ));
     assert!(matches!(
-        store.remove("nosuchset", "one"),
+        store.remove("nosuchset", &tok("one")),
         Err(Error::NotFound { .. })
     ));
 }
@@ -264,12 +268,12 @@ fn invalid_names_dims_and_models_are_typed_errors() {
     assert!(e.to_string().contains("arcface") && e.to_string().contains(MODEL));
 
     assert!(matches!(
-        store.add("s", rec("", "", v.clone())),
+        FaceToken::parse(""),
         Err(Error::InvalidToken { .. })
     ));
     assert!(matches!(
-        store.add("s", rec(&"t".repeat(65), "", v.clone())),
-        Err(Error::InvalidToken { .. })
+        FaceToken::parse(&"t".repeat(65)),
+        Err(Error::InvalidToken { len: 65, .. })
     ));
     assert!(matches!(
         store.add("s", rec("t", &"n".repeat(257), v.clone())),
@@ -320,8 +324,11 @@ fn duplicate_token_replaces_and_persists() {
     }
     let store = open(&dir);
     assert_eq!(store.len("s").unwrap(), 2);
-    assert_eq!(store.get("s", "tok").unwrap().unwrap().name, "New");
-    assert_eq!(store.get("t", "tok").unwrap().unwrap().name, "Elsewhere");
+    assert_eq!(store.get("s", &tok("tok")).unwrap().unwrap().name, "New");
+    assert_eq!(
+        store.get("t", &tok("tok")).unwrap().unwrap().name,
+        "Elsewhere"
+    );
     let hits = store.search("s", &vec![0.0; D], 2.0, None).unwrap();
     assert_eq!(hits[0].name, "New");
 }
@@ -346,7 +353,7 @@ fn persistence_rebuilds_the_same_matrix() {
         // removals swap rows around; the reopened matrix must still agree
         for i in (0..300).step_by(7) {
             let t = format!("tok{i:04}");
-            store.remove("big", &t).unwrap();
+            store.remove("big", &tok(&t)).unwrap();
             expected.remove(&t);
         }
         store
@@ -370,7 +377,7 @@ fn persistence_rebuilds_the_same_matrix() {
     );
     assert_eq!((sets[1].name.as_str(), sets[1].count), ("small", 1));
     for (t, v) in &expected {
-        let r = store.get("big", t).unwrap().unwrap();
+        let r = store.get("big", &tok(t)).unwrap().unwrap();
         assert_eq!(&r.embedding, v);
         assert_eq!(r.model_id, MODEL);
     }
@@ -407,7 +414,7 @@ fn listing_pages_in_token_order_and_delete_set() {
             .faces("s", o, l)
             .unwrap()
             .into_iter()
-            .map(|f| f.token)
+            .map(|f| f.token.to_string())
             .collect()
     };
     assert_eq!(page(0, 2), ["a", "b"]);
@@ -417,7 +424,7 @@ fn listing_pages_in_token_order_and_delete_set() {
     assert_eq!(
         store.faces("s", 0, 1).unwrap(),
         [FaceSummary {
-            token: "a".into(),
+            token: tok("a"),
             name: "A".into(),
             created_unix_ms: 97
         }]
@@ -452,7 +459,7 @@ fn refuses_other_model_or_dims_and_newer_format() {
     {
         let store = SledStore::open(dir.path(), StoreConfig::new("modelX", D)).unwrap();
         store
-            .add("s", FaceRecord::new("t", "n", vec![0.0; D], "modelX"))
+            .add("s", FaceRecord::new(tok("t"), "n", vec![0.0; D], "modelX"))
             .unwrap();
     }
     let e = SledStore::open(dir.path(), StoreConfig::new("modelY", 512)).unwrap_err();
@@ -563,12 +570,12 @@ fn concurrent_adds_from_8_threads_all_visible_after_reopen() {
             };
             let token = format!("t{t}-{i}");
             let r = store
-                .get(&set, &token)
+                .get(&set, &tok(&token))
                 .unwrap()
                 .expect("acknowledged face is stored");
             // the face is found by searching for its own embedding
             let hits = store.search(&set, &r.embedding, 1e-3, Some(1)).unwrap();
-            assert_eq!(hits[0].token, token);
+            assert_eq!(hits[0].token.as_str(), token);
         }
     }
 }
@@ -598,7 +605,7 @@ fn crash_child() {
             let victim = format!("r{round}-{}", i - 1);
             // from here until "DEL", the victim may or may not be there
             println!("DELETING {victim}");
-            store.remove("crash", &victim).unwrap();
+            store.remove("crash", &tok(&victim)).unwrap();
             println!("DEL {victim}");
         }
     }
@@ -652,13 +659,13 @@ fn kill_9_loses_no_acknowledged_change() {
         let store = open(&dir);
         for t in &present {
             assert!(
-                store.get("crash", t).unwrap().is_some(),
+                store.get("crash", &tok(t)).unwrap().is_some(),
                 "acknowledged add of {t} lost"
             );
         }
         for t in &absent {
             assert!(
-                store.get("crash", t).unwrap().is_none(),
+                store.get("crash", &tok(t)).unwrap().is_none(),
                 "acknowledged remove of {t} lost"
             );
         }

@@ -227,6 +227,9 @@ impl ApiError {
                 | Sto::NameTooLong { .. }
                 | Sto::InvalidThreshold { .. } => Mapping::new(S::BAD_REQUEST, C::BadArguments),
                 Sto::NotFound { .. } => Mapping::new(S::NOT_FOUND, C::FaceTokenError),
+                // The database is down or slow: the same request may work in a moment.
+                Sto::Unavailable { .. } => Mapping::new(S::SERVICE_UNAVAILABLE, C::InternalError)
+                    .with_header(header::RETRY_AFTER, "1".to_owned()),
                 // Our own embeddings or data dir are wrong: the client can do nothing about it.
                 Sto::WrongDims { .. }
                 | Sto::NonFinite { .. }
@@ -236,7 +239,9 @@ impl ApiError {
                 | Sto::InvalidConfig { .. }
                 | Sto::Corrupt { .. }
                 | Sto::Locked { .. }
-                | Sto::Sled { .. } => Mapping::new(S::INTERNAL_SERVER_ERROR, C::InternalError),
+                | Sto::Sled { .. }
+                | Sto::Io { .. }
+                | Sto::Backend { .. } => Mapping::new(S::INTERNAL_SERVER_ERROR, C::InternalError),
             },
             Self::FileTooLarge { .. } => Mapping::new(S::PAYLOAD_TOO_LARGE, C::FileError),
             Self::BodyTooLarge { uploads, .. } => Mapping::new(
@@ -266,10 +271,16 @@ impl ApiError {
     /// The `detail` sent to the client. Internal failures are described in the server log
     /// (with the request id), not to the client: they may name paths on the server.
     fn detail(&self, status: StatusCode) -> String {
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            "internal server error; the server log has the details (see X-Request-Id)".to_owned()
-        } else {
-            self.to_string()
+        match self {
+            _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
+                "internal server error; the server log has the details (see X-Request-Id)"
+                    .to_owned()
+            }
+            // The driver's words may name database hosts: the log has them.
+            Self::Store(facerec_store::Error::Unavailable { context, .. }) => {
+                format!("the face store is unavailable (while {context}); retry in a second")
+            }
+            _ => self.to_string(),
         }
     }
 }
@@ -391,6 +402,14 @@ mod tests {
                 (400, 1007),
             ),
             (ApiError::Overloaded { capacity: 1 }, (503, 1003)),
+            (
+                facerec_store::Error::Unavailable {
+                    context: "x".into(),
+                    source: "connection refused".into(),
+                }
+                .into(),
+                (503, 1003),
+            ),
             (ApiError::Internal("x".into()), (500, 1003)),
             (
                 ApiError::RouteNotFound {

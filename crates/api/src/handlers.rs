@@ -91,9 +91,10 @@ pub(crate) async fn ready(service: Data<FaceService>) -> Answer {
 }
 
 pub(crate) async fn metrics(service: Data<FaceService>) -> Answer {
+    let text = service.metrics_text().await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(service.metrics_text()))
+        .body(text))
 }
 
 pub(crate) async fn openapi() -> Answer {

@@ -43,7 +43,7 @@
 #![deny(missing_docs)]
 
 mod config;
-mod crops;
+mod crop;
 mod dto;
 mod error;
 mod handlers;

@@ -54,16 +54,24 @@ pub(crate) enum Stage {
     DetectEmbed,
     /// Face store reads and writes (including the flush of a write).
     Store,
+    /// Token store reads and writes (token embeddings and crops).
+    Tokens,
 }
 
 impl Stage {
-    const ALL: [Stage; 3] = [Stage::Decode, Stage::DetectEmbed, Stage::Store];
+    const ALL: [Stage; 4] = [
+        Stage::Decode,
+        Stage::DetectEmbed,
+        Stage::Store,
+        Stage::Tokens,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Stage::Decode => "decode",
             Stage::DetectEmbed => "detect_embed",
             Stage::Store => "store",
+            Stage::Tokens => "tokens",
         }
     }
 }
@@ -72,7 +80,8 @@ impl Stage {
 #[derive(Debug, Default)]
 pub(crate) struct Gauges {
     pub(crate) face_sets: Vec<(String, usize)>,
-    pub(crate) tokens: usize,
+    /// Tokens held, when the token store can tell.
+    pub(crate) tokens: Option<usize>,
     pub(crate) max_tokens: usize,
     pub(crate) inference_in_flight: usize,
     pub(crate) inference_capacity: usize,
@@ -88,7 +97,7 @@ pub(crate) struct Metrics {
     errors: Mutex<BTreeMap<u16, u64>>,
     /// Request latency by endpoint.
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
-    stages: [Histogram; 3],
+    stages: [Histogram; Stage::ALL.len()],
     faces_detected: AtomicU64,
     overloaded: AtomicU64,
     tokens_evicted: AtomicU64,
@@ -267,7 +276,9 @@ impl Metrics {
             "gauge",
             "Face tokens held (expired ones not yet purged included).",
         );
-        let _ = writeln!(out, "facerec_token_cache_tokens {}", gauges.tokens);
+        if let Some(tokens) = gauges.tokens {
+            let _ = writeln!(out, "facerec_token_cache_tokens {tokens}");
+        }
         head(
             &mut out,
             "facerec_token_cache_capacity",
@@ -347,7 +358,7 @@ mod tests {
         m.time(Stage::Decode, || ());
         let text = m.render(&Gauges {
             face_sets: vec![("default".into(), 2)],
-            tokens: 5,
+            tokens: Some(5),
             ..Gauges::default()
         });
         for line in [

@@ -196,6 +196,11 @@ async fn observe(
         .error()
         .and_then(|e| e.as_error::<ApiError>());
     let error_code = api_error.map(|e| e.code().code());
+    // The whole chain of causes (tract's, the database driver's) goes to the log.
+    let error = match (api_error, res.response().error()) {
+        (Some(e), _) => Some(error_chain(e)),
+        (None, e) => e.map(ToString::to_string),
+    };
     if let Some(service) = &service {
         service
             .metrics()
@@ -206,14 +211,30 @@ async fn observe(
     }
     let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
     let _span = span.enter();
-    match res.response().error() {
-        Some(e) if status >= 500 => {
-            tracing::error!(status, elapsed_ms, error_code, error = %e, "request failed");
+    match error {
+        Some(error) if status >= 500 => {
+            tracing::error!(status, elapsed_ms, error_code, error, "request failed");
         }
-        Some(e) => tracing::info!(status, elapsed_ms, error_code, error = %e, "request refused"),
+        Some(error) => tracing::info!(status, elapsed_ms, error_code, error, "request refused"),
         None => tracing::info!(status, elapsed_ms, "request done"),
     }
     Ok(res)
+}
+
+/// An error and its sources, each once: "outer: cause: root cause".
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Wrappers often repeat their cause's message in their own.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The client's `X-Request-Id` when it is 1-64 characters of `A-Z a-z 0-9 . _ : -`, else a
@@ -281,6 +302,25 @@ mod tests {
         assert_eq!(endpoint_label(None), "unmatched");
         let weird = Method::from_bytes(b"BREW").unwrap();
         assert_eq!(method_label(&weird), "OTHER");
+    }
+
+    #[test]
+    fn logged_errors_carry_their_causes_once() {
+        let io = std::io::Error::other("disk on fire");
+        let store = facerec_store::Error::Io {
+            context: "writing crop x.jpg".into(),
+            source: io,
+        };
+        let api = ApiError::from(store);
+        assert_eq!(error_chain(&api), "writing crop x.jpg: disk on fire");
+        let unavailable = ApiError::from(facerec_store::Error::Unavailable {
+            context: "adding face 't'".into(),
+            source: Box::new(std::io::Error::other("connection refused")),
+        });
+        assert_eq!(
+            error_chain(&unavailable),
+            "the face store is unavailable while adding face 't': connection refused"
+        );
     }
 
     #[test]

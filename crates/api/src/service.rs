@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use facerec::{BoundingBox, DecodeLimits, Embedding, Face, FaceEngine, ModelDescriptor};
 use facerec_store::{
-    FaceRecord, FaceSetInfo, FaceStore, FaceSummary, FaceToken, Match, SledStore, StoreConfig,
-    TokenCache,
+    FaceRecord, FaceSetInfo, FaceStore, FaceSummary, FaceToken, LocalTokens, Match, NewToken,
+    SledStore, StoreConfig, TokenStore,
 };
 use image::DynamicImage;
 
-use crate::crops::CropDir;
+use crate::crop::encode_crop;
 use crate::metrics::{Gauges, Metrics, Stage};
 use crate::pool::InferencePool;
 use crate::{ApiConfig, ApiError, Limits};
@@ -44,6 +44,21 @@ pub enum StartError {
         #[source]
         source: facerec_store::Error,
     },
+    /// The face store holds embeddings of another model than the engine makes.
+    #[error(
+        "the face store holds {store_model} ({store_dims}-d) embeddings; the engine makes \
+         {model} ({dims}-d)"
+    )]
+    ModelMismatch {
+        /// Model id of the store.
+        store_model: String,
+        /// Embedding size of the store.
+        store_dims: usize,
+        /// Model id of the engine.
+        model: String,
+        /// Embedding size of the engine.
+        dims: usize,
+    },
     /// The inference pool cannot be built.
     #[error("cannot start {threads} inference threads")]
     Pool {
@@ -55,19 +70,17 @@ pub enum StartError {
     },
 }
 
-/// The Face API's state: models, face store, token cache, crops, inference pool and metrics.
-/// Cheap to clone (an `Arc` inside); one per server.
+/// The Face API's state: models, face store, token store (with the crops), inference pool
+/// and metrics. Cheap to clone (an `Arc` inside); one per server.
 #[derive(Clone, Debug)]
 pub struct FaceService {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
 struct Shared {
     engine: Arc<FaceEngine>,
-    store: SledStore,
-    tokens: TokenCache<Arc<Embedding>>,
-    crops: CropDir,
+    store: Arc<dyn FaceStore>,
+    tokens: Arc<dyn TokenStore>,
     pool: InferencePool,
     metrics: Metrics,
     config: ApiConfig,
@@ -193,13 +206,18 @@ pub(crate) struct Readiness {
 }
 
 impl FaceService {
-    /// Opens the face store in `<data_dir>/faces` for the engine's model, empties
-    /// `<data_dir>/crops` (tokens do not survive a restart), and starts the inference pool.
+    /// The embedded default: the sled face store in `<data_dir>/faces` for the engine's
+    /// model, and tokens in memory with their crops in `<data_dir>/crops` (emptied: tokens
+    /// do not survive a restart).
     pub fn open(engine: Arc<FaceEngine>, config: ApiConfig) -> Result<Self, StartError> {
         let data_dir = |path: PathBuf| move |source| StartError::DataDir { path, source };
         std::fs::create_dir_all(&config.data_dir).map_err(data_dir(config.data_dir.clone()))?;
         let crops_dir = config.crops_dir();
-        let crops = CropDir::open_empty(&crops_dir).map_err(data_dir(crops_dir))?;
+        let tokens =
+            LocalTokens::open(&crops_dir, config.tokens).map_err(|source| StartError::Store {
+                path: crops_dir,
+                source,
+            })?;
         let faces_dir = config.faces_dir();
         let model = engine.model();
         let store = SledStore::open(&faces_dir, StoreConfig::new(model.id.clone(), model.dims))
@@ -207,6 +225,27 @@ impl FaceService {
                 path: faces_dir,
                 source,
             })?;
+        Self::new(engine, Arc::new(store), Arc::new(tokens), config)
+    }
+
+    /// A service on the given face store and token store (e.g. shared ones in PostgreSQL);
+    /// `config.data_dir` and `config.tokens` are the stores' business, not read here. The
+    /// store must hold embeddings of the engine's model.
+    pub fn new(
+        engine: Arc<FaceEngine>,
+        store: Arc<dyn FaceStore>,
+        tokens: Arc<dyn TokenStore>,
+        config: ApiConfig,
+    ) -> Result<Self, StartError> {
+        let model = engine.model();
+        if store.model_id() != model.id || store.dims() != model.dims {
+            return Err(StartError::ModelMismatch {
+                store_model: store.model_id().to_owned(),
+                store_dims: store.dims(),
+                model: model.id.clone(),
+                dims: model.dims,
+            });
+        }
         let pool =
             InferencePool::new(config.inference_threads, config.queue).map_err(|source| {
                 StartError::Pool {
@@ -214,13 +253,12 @@ impl FaceService {
                     source,
                 }
             })?;
-        let tokens = TokenCache::new(config.tokens);
+        let token_bounds = tokens.config();
         tracing::info!(
-            data_dir = %config.data_dir.display(),
             model = %model.id,
             dims = model.dims,
-            max_tokens = config.tokens.max_entries,
-            token_ttl_s = config.tokens.ttl.as_secs(),
+            max_tokens = token_bounds.max_entries,
+            token_ttl_s = token_bounds.ttl.as_secs(),
             inference_threads = pool.threads(),
             queue = config.queue,
             "face service ready"
@@ -230,7 +268,6 @@ impl FaceService {
                 engine,
                 store,
                 tokens,
-                crops,
                 pool,
                 metrics: Metrics::new(),
                 config,
@@ -256,13 +293,13 @@ impl FaceService {
     }
 
     /// Number of face tokens held now.
-    pub fn token_count(&self) -> usize {
+    pub fn token_count(&self) -> Result<usize, facerec_store::Error> {
         self.shared.tokens.len()
     }
 
-    /// Number of crop files now.
-    pub fn crop_count(&self) -> usize {
-        self.shared.crops.count()
+    /// The face store.
+    pub fn store(&self) -> &Arc<dyn FaceStore> {
+        &self.shared.store
     }
 
     /// Makes every face store change durable (also done by every add and remove).
@@ -282,11 +319,13 @@ impl FaceService {
     /// Every face of the photo, each with a new token and a crop.
     pub(crate) async fn detect(&self, image: Bytes) -> Result<Vec<DetectedFace>, ApiError> {
         let shared = Arc::clone(&self.shared);
-        self.infer(move || {
-            let (image, faces) = shared.analyze(&image)?;
-            shared.register(&image, faces)
-        })
-        .await
+        let faces = self
+            .infer(move || {
+                let (image, faces) = shared.analyze(&image)?;
+                tokens_for(&image, faces)
+            })
+            .await?;
+        self.register(faces).await
     }
 
     /// Stores the embedding of `token` (from the token cache, else already in `set`, which
@@ -396,42 +435,69 @@ impl FaceService {
         .await
     }
 
-    /// The JPEG bytes of a crop, by file name.
+    /// The JPEG bytes of a crop, by file name (`<token>.jpg`).
     pub(crate) async fn crop(&self, name: String) -> Result<Vec<u8>, ApiError> {
-        let shared = Arc::clone(&self.shared);
-        blocking(move || shared.crops.read(&name), "reading a crop").await
+        let token = FaceToken::from_crop_file_name(&name).ok_or_else(|| ApiError::BadArgument {
+            name: "face_name",
+            reason: format!(
+                "'{}' is not a crop name: crops are named <{} letters or digits>.jpg",
+                name.escape_default(),
+                FaceToken::GENERATED_LEN
+            ),
+        })?;
+        let crop = self.with_tokens(move |tokens| tokens.crop(&token)).await?;
+        crop.ok_or(ApiError::CropNotFound { name })
     }
 
-    /// The models are loaded (they are, or the service would not exist) and the store
-    /// answers.
+    /// The models are loaded (they are, or the service would not exist), and the face store
+    /// and the token store answer.
     pub(crate) async fn readiness(&self) -> Result<Readiness, ApiError> {
-        let face_sets = self.with_store(|store| store.sets()).await?.len();
+        let tokens = self
+            .with_tokens(|tokens| {
+                tokens.ping()?;
+                tokens.len()
+            })
+            .await?;
+        let face_sets = self
+            .with_store(|store| {
+                store.ping()?;
+                store.sets()
+            })
+            .await?
+            .len();
         Ok(Readiness {
             model: self.model().clone(),
             face_sets,
-            tokens: self.shared.tokens.len(),
+            tokens,
         })
     }
 
-    /// The Prometheus text of `/metrics`.
-    pub(crate) fn metrics_text(&self) -> String {
-        let s = &self.shared;
-        let face_sets = s
-            .store
-            .sets()
-            .map(|sets| sets.into_iter().map(|i| (i.name, i.count)).collect())
-            .unwrap_or_default();
-        s.metrics.render(&Gauges {
-            face_sets,
-            tokens: s.tokens.len(),
-            max_tokens: s.tokens.config().max_entries,
-            inference_in_flight: s.pool.in_flight(),
-            inference_capacity: s.pool.capacity(),
-            inference_threads: s.pool.threads(),
-        })
+    /// The Prometheus text of `/metrics`. Gauges the stores cannot give now are left out.
+    pub(crate) async fn metrics_text(&self) -> Result<String, ApiError> {
+        let shared = Arc::clone(&self.shared);
+        blocking(
+            move || {
+                let s = &shared;
+                let face_sets = s
+                    .store
+                    .sets()
+                    .map(|sets| sets.into_iter().map(|i| (i.name, i.count)).collect())
+                    .unwrap_or_default();
+                Ok(s.metrics.render(&Gauges {
+                    face_sets,
+                    tokens: s.tokens.len().ok(),
+                    max_tokens: s.tokens.config().max_entries,
+                    inference_in_flight: s.pool.in_flight(),
+                    inference_capacity: s.pool.capacity(),
+                    inference_threads: s.pool.threads(),
+                }))
+            },
+            "rendering the metrics",
+        )
+        .await
     }
 
-    /// Purges expired tokens and deletes their crops, at most once a minute (called on every
+    /// Purges expired tokens and their crops, at most once a minute (called on every
     /// request, so no timer task is needed). The deletions run off the async workers.
     pub(crate) fn purge_expired_if_due(&self) {
         let s = &self.shared;
@@ -446,9 +512,9 @@ impl FaceService {
             return;
         }
         let shared = Arc::clone(s);
-        tokio::task::spawn_blocking(move || {
-            let evicted = shared.tokens.purge_expired(Instant::now());
-            shared.forget(&evicted);
+        tokio::task::spawn_blocking(move || match shared.tokens.purge_expired() {
+            Ok(evicted) => shared.metrics.add_tokens_evicted(evicted),
+            Err(e) => tracing::warn!("purging expired face tokens: {e}"),
         });
     }
 
@@ -467,14 +533,14 @@ impl FaceService {
     /// Runs a face store operation off the async workers, timed as the `store` stage.
     async fn with_store<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&SledStore) -> facerec_store::Result<T> + Send + 'static,
+        op: impl FnOnce(&dyn FaceStore) -> facerec_store::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
         let shared = Arc::clone(&self.shared);
         blocking(
             move || {
                 shared
                     .metrics
-                    .time(Stage::Store, || op(&shared.store))
+                    .time(Stage::Store, || op(&*shared.store))
                     .map_err(ApiError::from)
             },
             "face store task",
@@ -482,10 +548,42 @@ impl FaceService {
         .await
     }
 
-    /// The embedding of a token: from the token cache, else from face set `set`.
+    /// Runs a token store operation off the async workers, timed as the `tokens` stage.
+    async fn with_tokens<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&dyn TokenStore) -> facerec_store::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let shared = Arc::clone(&self.shared);
+        blocking(
+            move || {
+                shared
+                    .metrics
+                    .time(Stage::Tokens, || op(&*shared.tokens))
+                    .map_err(ApiError::from)
+            },
+            "token store task",
+        )
+        .await
+    }
+
+    /// Puts new tokens (with their crops) in the token store; counts what that evicts.
+    async fn register(
+        &self,
+        faces: Vec<(DetectedFace, NewToken)>,
+    ) -> Result<Vec<DetectedFace>, ApiError> {
+        let (detected, tokens): (Vec<DetectedFace>, Vec<NewToken>) = faces.into_iter().unzip();
+        if !tokens.is_empty() {
+            let evicted = self.with_tokens(move |t| t.insert(tokens)).await?;
+            self.shared.metrics.add_tokens_evicted(evicted);
+        }
+        Ok(detected)
+    }
+
+    /// The embedding of a token: from the token store, else from face set `set`.
     async fn embedding_of(&self, set: &str, token: &FaceToken) -> Result<Arc<Embedding>, ApiError> {
-        if let Some(embedding) = self.shared.tokens.get(token.as_str()) {
-            return Ok(embedding);
+        let key = token.clone();
+        if let Some(embedding) = self.with_tokens(move |t| t.embedding(&key)).await? {
+            return Ok(Arc::new(Embedding::new(embedding)));
         }
         let (set_name, key) = (set.to_owned(), token.clone());
         let record = self
@@ -513,21 +611,24 @@ impl FaceService {
             }
             FaceQuery::Image { bytes, label } => {
                 let shared = Arc::clone(&self.shared);
-                self.infer(move || {
-                    let (image, faces) = shared.analyze(&bytes)?;
-                    let no_face = || ApiError::NoFace { field: label };
-                    let largest = facerec::largest_face(&faces).ok_or_else(no_face)?;
-                    let face = faces.into_iter().nth(largest).ok_or_else(no_face)?;
-                    let embedding = Arc::new(face.embedding.clone());
-                    let detected = shared.register(&image, vec![face])?;
-                    let token = detected
-                        .into_iter()
-                        .next()
-                        .map(|d| d.token)
-                        .ok_or_else(no_face)?;
-                    Ok((token, embedding))
-                })
-                .await
+                let (largest, embedding) = self
+                    .infer(move || {
+                        let (image, faces) = shared.analyze(&bytes)?;
+                        let no_face = || ApiError::NoFace { field: label };
+                        let largest = facerec::largest_face(&faces).ok_or_else(no_face)?;
+                        let face = faces.into_iter().nth(largest).ok_or_else(no_face)?;
+                        let embedding = Arc::new(face.embedding.clone());
+                        Ok((tokens_for(&image, vec![face])?, embedding))
+                    })
+                    .await?;
+                let token = self
+                    .register(largest)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .map(|d| d.token)
+                    .ok_or(ApiError::NoFace { field: label })?;
+                Ok((token, embedding))
             }
         }
     }
@@ -542,6 +643,18 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ApiError::Internal(format!("{what} failed: {e}")))?
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaceService")
+            .field("model", &self.engine.model().id)
+            .field("store_model", &self.store.model_id())
+            .field("tokens", &self.tokens.config())
+            .field("pool", &self.pool)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -563,25 +676,24 @@ impl Shared {
         );
         Ok((image, faces))
     }
+}
 
-    /// Gives each face a new token and a crop, and puts the tokens in the cache; deletes the
-    /// crops of the tokens this evicts. Crops are written before their tokens go in, so an
-    /// evicted token's crop always exists to be deleted.
-    fn register(
-        &self,
-        image: &DynamicImage,
-        faces: Vec<Face>,
-    ) -> Result<Vec<DetectedFace>, ApiError> {
-        let mut detected = Vec::with_capacity(faces.len());
-        let mut embeddings = Vec::with_capacity(faces.len());
-        for face in faces {
-            let token = self.new_token();
-            let crop = self.crops.save(&token, image, &face.bbox)?;
-            let (w, h) = (image.width() as f32, image.height() as f32);
+/// Gives each face a new token and its crop (JPEG), ready for the token store; boxes are
+/// clamped to the image.
+fn tokens_for(
+    image: &DynamicImage,
+    faces: Vec<Face>,
+) -> Result<Vec<(DetectedFace, NewToken)>, ApiError> {
+    let (w, h) = (image.width() as f32, image.height() as f32);
+    faces
+        .into_iter()
+        .map(|face| {
+            // 62^24 possible tokens: a collision is not a practical concern.
+            let token = FaceToken::generate();
             let b = face.bbox;
-            detected.push(DetectedFace {
+            let detected = DetectedFace {
+                crop: token.crop_file_name().unwrap_or_default(),
                 token: token.clone(),
-                crop,
                 bbox: BoundingBox::new(
                     b.x1.clamp(0.0, w),
                     b.y1.clamp(0.0, h),
@@ -590,34 +702,15 @@ impl Shared {
                 ),
                 score: face.score,
                 landmarks: face.landmarks,
-            });
-            embeddings.push((token, Arc::new(face.embedding)));
-        }
-        for (token, embedding) in embeddings {
-            let evicted = self.tokens.insert(token, embedding);
-            self.forget(&evicted);
-        }
-        Ok(detected)
-    }
-
-    /// Deletes the crops of evicted tokens.
-    fn forget(&self, evicted: &[FaceToken]) {
-        if !evicted.is_empty() {
-            self.metrics.add_tokens_evicted(evicted.len());
-            self.crops.remove(evicted);
-        }
-    }
-
-    /// A new token not in use.
-    fn new_token(&self) -> FaceToken {
-        loop {
-            let token = FaceToken::generate();
-            // 62^24 tokens make a collision all but impossible; the check makes it impossible.
-            if !self.tokens.contains(token.as_str()) {
-                return token;
-            }
-        }
-    }
+            };
+            let new = NewToken {
+                crop: encode_crop(image, &face.bbox)?,
+                token,
+                embedding: face.embedding.as_slice().to_vec(),
+            };
+            Ok((detected, new))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -689,7 +782,8 @@ mod tests {
         let s = &fx.service;
         let obama = fx.detect_largest("obama.jpg");
         assert!(obama.is_generated_form());
-        assert_eq!(s.token_count(), s.crop_count());
+        let crops = std::fs::read_dir(fx.dir.join("crops")).unwrap().count();
+        assert_eq!(s.token_count().unwrap(), crops);
 
         let added = fx
             .run(s.add_face(obama.clone(), "obama".into(), "staff".into()))

@@ -76,19 +76,19 @@ pub enum Error {
         store_model: String,
     },
 
-    /// The data dir was made with another model or embedding size.
+    /// The store (a data dir, a database) was made with another model or
+    /// embedding size.
     #[error(
-        "face sets in {path} were made with model {stored_model} ({stored_dims}-d); \
+        "face sets in {place} were made with model {stored_model} ({stored_dims}-d); \
          this server runs model {model} ({dims}-d); refusing to mix embeddings — \
-         use another data dir or re-enrol",
-        path = path.display()
+         use another store or re-enrol"
     )]
     ModelMismatch {
-        /// The data dir.
-        path: PathBuf,
-        /// Model id stored in the data dir.
+        /// The store: a data dir's path, a database (without its password).
+        place: String,
+        /// Model id recorded in the store.
         stored_model: String,
-        /// Embedding size stored in the data dir.
+        /// Embedding size recorded in the store.
         stored_dims: usize,
         /// Model id the caller opened with.
         model: String,
@@ -96,19 +96,18 @@ pub enum Error {
         dims: usize,
     },
 
-    /// The data dir was written by a newer version of this crate.
+    /// The store was written by a newer version of this program.
     #[error(
-        "data dir {path} has storage format version {found}; this program knows versions \
-         up to {supported}: refusing to open it (upgrade the program)",
-        path = path.display()
+        "{place} has storage format version {found}; this program knows versions up to \
+         {supported}: refusing to open it (upgrade the program)"
     )]
     FormatTooNew {
-        /// The data dir.
-        path: PathBuf,
-        /// Version found on disk.
-        found: u8,
+        /// The store: a data dir's path, a database (without its password).
+        place: String,
+        /// Version found.
+        found: u32,
         /// Newest version this code knows.
-        supported: u8,
+        supported: u32,
     },
 
     /// The data dir is held by another open store.
@@ -158,7 +157,42 @@ pub enum Error {
         #[source]
         source: sled::Error,
     },
+
+    /// A file could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, naming the file.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The backing service (a database server) cannot be reached or did not
+    /// answer in time: nothing was changed that was not acknowledged, and the
+    /// same request may succeed a moment later.
+    #[error("the face store is unavailable while {context}: {source}")]
+    Unavailable {
+        /// What was being done.
+        context: String,
+        /// Why (the driver's or pool's error, or a timeout).
+        #[source]
+        source: BoxError,
+    },
+
+    /// The backing service answered with an error.
+    #[error("the face store failed while {context}: {source}")]
+    Backend {
+        /// What was being done.
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
 }
+
+/// Any error of a store implementation's driver, kept as a source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -10,8 +10,14 @@
 //! * Search is exact brute force over a contiguous in-memory matrix per set
 //!   ([`FaceMatrix`]), Euclidean distance, strictly below a threshold,
 //!   nearest first, on all cores for large sets.
-//! * [`TokenCache`] holds the temporary face tokens handed out by detection,
-//!   bounded in count and age, reporting what it evicts.
+//! * [`TokenStore`] is where the temporary face tokens handed out by
+//!   detection live, with their crops, bounded in count and age;
+//!   [`LocalTokens`] keeps them in a [`TokenCache`] and a crops folder.
+//! * [`FaceToken`] is the key of a face, from generation to crop file name.
+//! * [`FaceIndex`] is the in-memory search side of a store whose records
+//!   live in a shared database.
+//! * [`conformance`] is the test suite every [`FaceStore`] and
+//!   [`TokenStore`] implementation passes.
 //!
 //! # Example
 //!
@@ -60,14 +66,18 @@
 
 #![deny(missing_docs)]
 
+pub mod conformance;
 mod error;
+mod index;
 mod matrix;
 mod record;
 mod store;
 mod token;
 mod token_cache;
+mod tokens;
 
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, Result};
+pub use index::FaceIndex;
 pub use matrix::{FaceMatrix, PARALLEL_MIN_ROWS, squared_distance};
 pub use record::{
     FORMAT_VERSION, FaceRecord, FaceSetInfo, FaceSummary, MAX_MODEL_ID_BYTES, MAX_NAME_BYTES,
@@ -76,3 +86,4 @@ pub use record::{
 pub use store::{FaceStore, SledStore, StoreConfig};
 pub use token::{FaceToken, MAX_TOKEN_BYTES};
 pub use token_cache::{TokenCache, TokenCacheConfig};
+pub use tokens::{LocalTokens, NewToken, TokenStore};

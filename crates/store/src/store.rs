@@ -1,6 +1,7 @@
 //! The [`FaceStore`] trait and its sled implementation, [`SledStore`].
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,8 +18,10 @@ use crate::token::FaceToken;
 
 /// Durable named face sets with exact search.
 ///
-/// Implemented by [`SledStore`]; a PostgreSQL-backed store can implement it
-/// later. A store holds embeddings of one model (`model_id`, `dims`) only.
+/// Implemented by [`SledStore`] (embedded, one process) and by the
+/// PostgreSQL store of `facerec-store-postgres` (shared by several servers);
+/// [`conformance`](crate::conformance) is the one test suite both pass. A
+/// store holds embeddings of one model (`model_id`, `dims`) only.
 ///
 /// Face sets are made by the first [`add`](Self::add) to them. Reading a set
 /// that does not exist ([`search`](Self::search), [`faces`](Self::faces),
@@ -65,6 +68,17 @@ pub trait FaceStore: Send + Sync {
     /// `offset` faces and returning at most `limit`.
     fn faces(&self, set: &str, offset: usize, limit: usize) -> Result<Vec<FaceSummary>>;
 
+    /// Whole records of a set in token order (byte-wise), those after token
+    /// `after` (all when `None`), at most `limit`: the way to read a whole
+    /// set page by page (for copies and checks), stable under concurrent
+    /// writes to other tokens.
+    fn records(
+        &self,
+        set: &str,
+        after: Option<&FaceToken>,
+        limit: usize,
+    ) -> Result<Vec<FaceRecord>>;
+
     /// Number of faces in a set (0 if the set does not exist).
     fn len(&self, set: &str) -> Result<usize>;
 
@@ -73,6 +87,10 @@ pub trait FaceStore: Send + Sync {
 
     /// Makes every change so far durable.
     fn flush(&self) -> Result<()>;
+
+    /// Whether the store can serve requests now (for readiness checks): an
+    /// embedded store always can; a database-backed one checks its database.
+    fn ping(&self) -> Result<()>;
 }
 
 /// What [`SledStore::open`] needs to know.
@@ -396,9 +414,9 @@ fn check_or_init_meta(db: &sled::Db, path: &Path, config: &StoreConfig) -> Resul
     if version > FORMAT_VERSION {
         tracing::error!(path = %path.display(), found = version, supported = FORMAT_VERSION, "data dir format is too new");
         return Err(Error::FormatTooNew {
-            path: path.to_path_buf(),
-            found: version,
-            supported: FORMAT_VERSION,
+            place: format!("data dir {}", path.display()),
+            found: u32::from(version),
+            supported: u32::from(FORMAT_VERSION),
         });
     }
     let stored_model = get(META_MODEL)?
@@ -412,7 +430,7 @@ fn check_or_init_meta(db: &sled::Db, path: &Path, config: &StoreConfig) -> Resul
         .ok_or_else(|| corrupt("dims are missing or not 4 bytes".into()))?;
     if stored_model != config.model_id || stored_dims != config.dims {
         let err = Error::ModelMismatch {
-            path: path.to_path_buf(),
+            place: format!("data dir {}", path.display()),
             stored_model,
             stored_dims,
             model: config.model_id.clone(),
@@ -633,6 +651,31 @@ impl FaceStore for SledStore {
             .collect()
     }
 
+    fn records(
+        &self,
+        set: &str,
+        after: Option<&FaceToken>,
+        limit: usize,
+    ) -> Result<Vec<FaceRecord>> {
+        validate_set_name(set)?;
+        let Some(slot) = self.slot(set) else {
+            return Ok(Vec::new());
+        };
+        let start = match after {
+            Some(token) => Bound::Excluded(token.as_str().as_bytes()),
+            None => Bound::Unbounded,
+        };
+        slot.tree
+            .range::<&[u8], _>((start, Bound::Unbounded))
+            .take(limit)
+            .map(|item| {
+                let (key, value) =
+                    item.map_err(|e| sled_err(format!("reading faces of set '{set}'"), e))?;
+                decode(&value, self.config.dims, &Self::decode_what(set, &key))
+            })
+            .collect()
+    }
+
     fn len(&self, set: &str) -> Result<usize> {
         validate_set_name(set)?;
         Ok(self
@@ -665,5 +708,9 @@ impl FaceStore for SledStore {
 
     fn flush(&self) -> Result<()> {
         self.durable(|| "an explicit flush request".to_owned())
+    }
+
+    fn ping(&self) -> Result<()> {
+        Ok(())
     }
 }

@@ -59,8 +59,14 @@ pub trait StoreHarness {
 
 /// What the token store checks need from an implementation.
 pub trait TokenHarness {
-    /// A new, empty token store with these bounds.
-    fn open(&self, tag: &str, config: TokenCacheConfig) -> Box<dyn TokenStore>;
+    /// A place token stores live in (a crops folder, a database), released on drop.
+    type Place;
+
+    /// A new, empty place; `tag` names the check.
+    fn fresh(&self, tag: &str) -> Self::Place;
+
+    /// A token store in `place` with these bounds.
+    fn open(&self, place: &Self::Place, config: TokenCacheConfig) -> Box<dyn TokenStore>;
 }
 
 /// One `#[test]` per face store check, each run with the harness `$harness` (an expression
@@ -734,7 +740,8 @@ fn new_token(embedding: f32) -> NewToken {
 
 /// A token's embedding and crop come back; unknown tokens have neither.
 pub fn tokens_keep_embedding_and_crop<H: TokenHarness>(h: &H) {
-    let store = h.open("keep", TokenCacheConfig::default());
+    let place = h.fresh("keep");
+    let store = h.open(&place, TokenCacheConfig::default());
     store.ping().unwrap();
     assert!(store.is_empty().unwrap());
     let (a, b) = (new_token(1.0), new_token(2.0));
@@ -760,7 +767,8 @@ pub fn tokens_bounded_in_count_oldest_first<H: TokenHarness>(h: &H) {
         max_entries: 3,
         ..TokenCacheConfig::default()
     };
-    let store = h.open("bounded", config);
+    let place = h.fresh("bounded");
+    let store = h.open(&place, config);
     let made: Vec<NewToken> = (0..5).map(|i| new_token(i as f32)).collect();
     let mut evicted = 0;
     for t in &made {
@@ -791,7 +799,8 @@ pub fn tokens_expire_with_their_crops<H: TokenHarness>(h: &H) {
         max_entries: 100,
         ttl: Duration::from_secs(1),
     };
-    let store = h.open("expiry", config);
+    let place = h.fresh("expiry");
+    let store = h.open(&place, config);
     let old = new_token(1.0);
     store.insert(vec![old.clone()]).unwrap();
     assert!(store.embedding(&old.token).unwrap().is_some());

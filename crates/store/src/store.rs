@@ -120,7 +120,22 @@ impl StoreConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks that a record may go into a store of this config: its name's length, its
+    /// model, and its embedding's size and values.
+    pub fn check_record(&self, record: &FaceRecord) -> Result<()> {
+        validate_name(&record.name)?;
+        if record.model_id != self.model_id {
+            return Err(Error::RecordModelMismatch {
+                token: record.token.to_string(),
+                record_model: record.model_id.clone(),
+                store_model: self.model_id.clone(),
+            });
+        }
+        validate_vector("embedding", &record.embedding, self.dims)
+    }
+
+    /// Checks the model id (1-255 bytes) and the embedding size (at least 1).
+    pub fn validate(&self) -> Result<()> {
         if self.model_id.is_empty() || self.model_id.len() > MAX_MODEL_ID_BYTES {
             return Err(Error::InvalidConfig {
                 reason: format!(
@@ -312,15 +327,7 @@ impl SledStore {
     }
 
     fn check_record(&self, record: &FaceRecord) -> Result<()> {
-        validate_name(&record.name)?;
-        if record.model_id != self.config.model_id {
-            return Err(Error::RecordModelMismatch {
-                token: record.token.to_string(),
-                record_model: record.model_id.clone(),
-                store_model: self.config.model_id.clone(),
-            });
-        }
-        validate_vector("embedding", &record.embedding, self.config.dims)
+        self.config.check_record(record)
     }
 
     fn durable(&self, what: impl FnOnce() -> String) -> Result<()> {

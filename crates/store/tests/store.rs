@@ -59,15 +59,18 @@ impl StoreHarness for Sled {
     }
 }
 
-/// Each token store with a crops folder of its own (kept for the test's length).
+/// Each token store with a crops folder of its own.
 struct Local;
 
 impl TokenHarness for Local {
-    fn open(&self, tag: &str, config: TokenCacheConfig) -> Box<dyn TokenStore> {
-        let dir = TempDir::new(tag);
-        let tokens = LocalTokens::open(dir.path().join("crops"), config).unwrap();
-        std::mem::forget(dir);
-        Box::new(tokens)
+    type Place = TempDir;
+
+    fn fresh(&self, tag: &str) -> TempDir {
+        TempDir::new(tag)
+    }
+
+    fn open(&self, place: &TempDir, config: TokenCacheConfig) -> Box<dyn TokenStore> {
+        Box::new(LocalTokens::open(place.path().join("crops"), config).unwrap())
     }
 }
 

@@ -1,19 +1,58 @@
 //! The JSON bodies of successful answers. Field names are the original API's, typos
 //! included (`sucess`, `face_neme`, `distant`), each next to its corrected twin.
+//!
+//! Every body derives its OpenAPI schema (field docs are the descriptions), so the document
+//! cannot lose a field the replies have.
+
+use std::borrow::Cow;
 
 use actix_web::HttpResponse;
 use facerec_store::{FaceSetInfo, FaceSummary, Match};
 use serde::Serialize;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ArrayBuilder, Object, ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::service::{Comparison, DetectedFace, FaceSetPage, Readiness, SearchOutcome, SetFace};
 
 /// `{"sucess": true, "success": true, ...body}`.
 #[derive(Debug, Serialize)]
-struct Reply<T> {
+pub(crate) struct Reply<T> {
     sucess: bool,
     success: bool,
     #[serde(flatten)]
     body: T,
+}
+
+/// The body's object with both flags in front: the reply as clients see it.
+impl<T: ToSchema> PartialSchema for Reply<T> {
+    fn schema() -> RefOr<Schema> {
+        let flag = || ObjectBuilder::new().schema_type(Type::Boolean);
+        let mut reply = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("sucess", flag())
+            .property("success", flag())
+            .required("sucess")
+            .required("success")
+            .build();
+        if let RefOr::T(Schema::Object(body)) = T::schema() {
+            reply.properties.extend(body.properties);
+            reply.required.extend(body.required);
+            reply.description = body.description;
+        }
+        Schema::Object(reply).into()
+    }
+}
+
+/// Named after its body: clients never see the body without the flags.
+impl<T: ToSchema> ToSchema for Reply<T> {
+    fn name() -> Cow<'static, str> {
+        T::name()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        T::schemas(schemas);
+    }
 }
 
 /// 200 with `body` and both success flags.
@@ -25,17 +64,40 @@ pub(crate) fn ok<T: Serialize>(body: T) -> HttpResponse {
     })
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct FaceDto {
-    face_token: String,
-    face_name: String,
-    top_left: [f32; 2],
-    bottom_right: [f32; 2],
-    score: f32,
-    landmarks: [[f32; 2]; 5],
+/// `[x, y]` in pixels of the upright image.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Point([f32; 2]);
+
+impl PartialSchema for Point {
+    fn schema() -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(Type::Number))
+            .min_items(Some(2))
+            .max_items(Some(2))
+            .description(Some("[x, y] in pixels of the upright image."))
+            .into()
+    }
 }
 
-#[derive(Debug, Serialize)]
+impl ToSchema for Point {}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Face)]
+pub(crate) struct FaceDto {
+    /// 24 random letters and digits.
+    face_token: String,
+    /// File name of the crop: <face_token>.jpg, served at /crops/{face_name}.
+    face_name: String,
+    top_left: Point,
+    bottom_right: Point,
+    /// Detector confidence, 0-1.
+    score: f32,
+    /// Left eye, right eye, nose tip, left and right mouth corners (as seen in the image).
+    #[schema(min_items = 5, max_items = 5)]
+    landmarks: [Point; 5],
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct DetectReply {
     face_num: usize,
     faces: Vec<FaceDto>,
@@ -48,10 +110,10 @@ impl From<Vec<DetectedFace>> for DetectReply {
             .map(|f| FaceDto {
                 face_token: f.token.into(),
                 face_name: f.crop,
-                top_left: [f.bbox.x1, f.bbox.y1],
-                bottom_right: [f.bbox.x2, f.bbox.y2],
+                top_left: Point([f.bbox.x1, f.bbox.y1]),
+                bottom_right: Point([f.bbox.x2, f.bbox.y2]),
                 score: f.score,
-                landmarks: f.landmarks,
+                landmarks: f.landmarks.map(Point),
             })
             .collect();
         Self {
@@ -61,9 +123,10 @@ impl From<Vec<DetectedFace>> for DetectReply {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct AddFaceReply {
     face_token: String,
+    /// Same as face_name (the original API's spelling).
     face_neme: String,
     face_name: String,
     face_set: String,
@@ -80,7 +143,7 @@ impl From<SetFace> for AddFaceReply {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct RemoveFaceReply {
     face_token: String,
     face_name: String,
@@ -97,9 +160,11 @@ impl From<SetFace> for RemoveFaceReply {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Match)]
 pub(crate) struct MatchDto {
     face_token: String,
+    /// Same as distance (the original API's spelling).
     distant: f32,
     distance: f32,
     face_name: String,
@@ -116,11 +181,14 @@ impl From<Match> for MatchDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct SearchReply {
+    /// The query face's token; for an image query, the new token of its largest face.
     face_token: String,
     face_set: String,
+    /// The threshold as sent.
     threshold: String,
+    /// Faces nearer than the threshold, nearest first; empty when none.
     cmp_result: Vec<MatchDto>,
 }
 
@@ -135,12 +203,14 @@ impl From<SearchOutcome> for SearchReply {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CompareReply {
     face_token_a: String,
     face_token_b: String,
     distance: f32,
+    /// The model's recommended threshold (0.6).
     threshold: f32,
+    /// distance < threshold
     same_person: bool,
 }
 
@@ -156,14 +226,15 @@ impl From<Comparison> for CompareReply {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct FaceSetDto {
     face_set: String,
     face_num: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct FaceSetsReply {
+    #[schema(inline)]
     face_sets: Vec<FaceSetDto>,
 }
 
@@ -181,10 +252,11 @@ impl From<Vec<FaceSetInfo>> for FaceSetsReply {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct FaceSummaryDto {
     face_token: String,
     face_name: String,
+    #[schema(format = DateTime)]
     created_at: String,
     created_unix_ms: u64,
 }
@@ -200,12 +272,14 @@ impl From<FaceSummary> for FaceSummaryDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct FaceSetReply {
     face_set: String,
+    /// Faces in the whole set.
     face_num: usize,
     offset: usize,
     limit: usize,
+    #[schema(inline)]
     faces: Vec<FaceSummaryDto>,
 }
 
@@ -221,13 +295,15 @@ impl From<FaceSetPage> for FaceSetReply {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct HealthReply {
+    #[schema(schema_with = status_ok)]
     pub(crate) status: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ReadyReply {
+    #[schema(schema_with = status_ready)]
     status: &'static str,
     model: String,
     dims: usize,
@@ -247,6 +323,22 @@ impl From<Readiness> for ReadyReply {
             face_tokens: r.tokens,
         }
     }
+}
+
+fn status_ok() -> Object {
+    one_string("ok")
+}
+
+fn status_ready() -> Object {
+    one_string("ready")
+}
+
+/// A string that is always `value`.
+fn one_string(value: &str) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some([value]))
+        .build()
 }
 
 /// `ms` since the Unix epoch as RFC 3339 UTC with milliseconds, e.g.

@@ -5,6 +5,8 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 /// The error codes of the Face API: 1001-1007 come from the original API, 1008 and 1009 are
 /// added for unknown routes and wrong methods.
@@ -286,13 +288,39 @@ impl ApiError {
 }
 
 /// The JSON body of every error.
-#[derive(Debug, Serialize)]
-struct ErrorBody {
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorBody {
+    #[schema(schema_with = always_false)]
     sucess: bool,
+    #[schema(schema_with = always_false)]
     success: bool,
+    #[schema(schema_with = every_code)]
     error_code: u16,
+    #[schema(schema_with = every_name)]
     error_message: &'static str,
     detail: String,
+}
+
+fn always_false() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .enum_values(Some([false]))
+        .build()
+}
+
+fn every_code() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .enum_values(Some(ErrorCode::ALL.map(ErrorCode::code)))
+        .build()
+}
+
+fn every_name() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ErrorCode::ALL.map(ErrorCode::name)))
+        .build()
 }
 
 impl ResponseError for ApiError {

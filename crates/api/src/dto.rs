@@ -55,6 +55,22 @@ impl<T: ToSchema> ToSchema for Reply<T> {
     }
 }
 
+/// The replies as clients see them, for the handlers' OpenAPI attributes (which would name
+/// `Reply<DetectReply>` `Reply_DetectReply`).
+pub(crate) mod wire {
+    use super::Reply;
+
+    pub(crate) type DetectReply = Reply<super::DetectReply>;
+    pub(crate) type AddFaceReply = Reply<super::AddFaceReply>;
+    pub(crate) type RemoveFaceReply = Reply<super::RemoveFaceReply>;
+    pub(crate) type SearchReply = Reply<super::SearchReply>;
+    pub(crate) type CompareReply = Reply<super::CompareReply>;
+    pub(crate) type FaceSetsReply = Reply<super::FaceSetsReply>;
+    pub(crate) type FaceSetReply = Reply<super::FaceSetReply>;
+    pub(crate) type HealthReply = Reply<super::HealthReply>;
+    pub(crate) type ReadyReply = Reply<super::ReadyReply>;
+}
+
 /// 200 with `body` and both success flags.
 pub(crate) fn ok<T: Serialize>(body: T) -> HttpResponse {
     HttpResponse::Ok().json(Reply {

@@ -36,6 +36,9 @@ pub(crate) struct ParamSpec {
     pub(crate) text: &'static [&'static str],
     /// Image uploads (multipart file fields).
     pub(crate) files: &'static [&'static str],
+    /// The parameters `from_params` cannot do without, for the OpenAPI document (a choice
+    /// such as `face_token or image_file` is not listed).
+    pub(crate) required: &'static [&'static str],
 }
 
 /// Raw parameters, before validation.
@@ -457,6 +460,7 @@ impl FromParams for DetectInput {
     const SPEC: ParamSpec = ParamSpec {
         text: &[],
         files: &["image_file"],
+        required: &["image_file"],
     };
 
     fn from_params(params: Params, _: &Limits) -> Result<Self, ApiError> {
@@ -479,6 +483,7 @@ impl FromParams for AddFaceInput {
     const SPEC: ParamSpec = ParamSpec {
         text: &["face_token", "face_name", "face_set"],
         files: &[],
+        required: &["face_token"],
     };
 
     fn from_params(params: Params, _: &Limits) -> Result<Self, ApiError> {
@@ -507,6 +512,7 @@ impl FromParams for RemoveFaceInput {
     const SPEC: ParamSpec = ParamSpec {
         text: &["face_token", "face_set"],
         files: &[],
+        required: &["face_token"],
     };
 
     fn from_params(params: Params, _: &Limits) -> Result<Self, ApiError> {
@@ -530,6 +536,7 @@ impl FromParams for SearchInput {
     const SPEC: ParamSpec = ParamSpec {
         text: &["face_token", "threshold", "top_k", "face_set"],
         files: &["image_file"],
+        required: &["threshold"],
     };
 
     fn from_params(params: Params, limits: &Limits) -> Result<Self, ApiError> {
@@ -566,6 +573,7 @@ impl FromParams for CompareInput {
     const SPEC: ParamSpec = ParamSpec {
         text: &["face_token_a", "face_token_b", "face_set"],
         files: &["image_file_a", "image_file_b"],
+        required: &[],
     };
 
     fn from_params(params: Params, _: &Limits) -> Result<Self, ApiError> {
@@ -599,6 +607,7 @@ impl FromParams for FaceSetPageInput {
     const SPEC: ParamSpec = ParamSpec {
         text: &["face_set", "offset", "limit"],
         files: &[],
+        required: &[],
     };
 
     fn from_params(params: Params, limits: &Limits) -> Result<Self, ApiError> {
@@ -666,6 +675,39 @@ mod tests {
         assert_eq!(err.code().code(), 1002);
         let err = add_face(params(&[("face_token", "t"), ("face_set", "a b")])).unwrap_err();
         assert_eq!(err.code().code(), 1001);
+    }
+
+    /// `valid` is enough for `T`; without any one of `T::SPEC.required` it is missing that one.
+    fn requires_what_it_documents<T: FromParams + std::fmt::Debug>(valid: &[(&str, &str)]) {
+        let without = |skipped: Option<&str>| {
+            let mut p = Params::default();
+            for &(name, value) in valid.iter().filter(|(name, _)| Some(*name) != skipped) {
+                if T::SPEC.files.contains(&name) {
+                    p.files
+                        .push((name.to_owned(), Bytes::from(value.to_owned())));
+                } else {
+                    p.push_text(name.to_owned(), value.to_owned());
+                }
+            }
+            T::from_params(p, &Limits::default())
+        };
+        without(None).unwrap();
+        for required in T::SPEC.required {
+            match without(Some(required)) {
+                Err(ApiError::MissingArgument { name }) => assert_eq!(name, *required),
+                other => panic!("without {required}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_documented_required_parameters_are_required() {
+        requires_what_it_documents::<DetectInput>(&[("image_file", "jpeg bytes")]);
+        requires_what_it_documents::<AddFaceInput>(&[("face_token", "t")]);
+        requires_what_it_documents::<RemoveFaceInput>(&[("face_token", "t")]);
+        requires_what_it_documents::<SearchInput>(&[("face_token", "t"), ("threshold", "0.6")]);
+        requires_what_it_documents::<CompareInput>(&[("face_token_a", "a"), ("face_token_b", "b")]);
+        requires_what_it_documents::<FaceSetPageInput>(&[]);
     }
 
     #[test]

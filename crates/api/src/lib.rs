@@ -49,6 +49,7 @@ mod error;
 mod handlers;
 mod input;
 mod metrics;
+mod openapi;
 mod pool;
 mod routes;
 mod server;
@@ -56,9 +57,7 @@ mod service;
 
 pub use config::{ApiConfig, Limits};
 pub use error::{ApiError, ErrorCode};
+pub use openapi::openapi_json;
 pub use routes::{REQUEST_ID, app, routes};
 pub use server::{RunningServer, ServerOptions, server, spawn};
 pub use service::{FaceService, StartError};
-
-/// The OpenAPI 3 document describing every route, served at `GET /openapi.json`.
-pub const OPENAPI_JSON: &str = include_str!("../openapi.json");

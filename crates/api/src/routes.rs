@@ -57,28 +57,28 @@ static ROUTES: &[RouteSpec] = &[
         path: "/addface",
         methods: &[
             (Verb::Get, |r| r.to(handlers::add_face)),
-            (Verb::Post, |r| r.to(handlers::add_face)),
+            (Verb::Post, |r| r.to(handlers::add_face_form)),
         ],
     },
     RouteSpec {
         path: "/removeface",
         methods: &[
             (Verb::Get, |r| r.to(handlers::remove_face)),
-            (Verb::Post, |r| r.to(handlers::remove_face)),
+            (Verb::Post, |r| r.to(handlers::remove_face_form)),
         ],
     },
     RouteSpec {
         path: "/search",
         methods: &[
             (Verb::Get, |r| r.to(handlers::search)),
-            (Verb::Post, |r| r.to(handlers::search)),
+            (Verb::Post, |r| r.to(handlers::search_form)),
         ],
     },
     RouteSpec {
         path: "/compare",
         methods: &[
             (Verb::Get, |r| r.to(handlers::compare)),
-            (Verb::Post, |r| r.to(handlers::compare)),
+            (Verb::Post, |r| r.to(handlers::compare_form)),
         ],
     },
     RouteSpec {

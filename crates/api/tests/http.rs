@@ -1310,4 +1310,65 @@ fn openapi_document_matches_the_routes() {
     }
     // and a path that is not documented is not routed
     srv.get("/undocumented").error(404, 1008);
+
+    // every success a client gets has exactly the fields its operation documents
+    let documented = |operation_id: &str| -> BTreeSet<String> {
+        let operation = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .find(|op| op["operationId"] == operation_id)
+            .unwrap_or_else(|| panic!("no operation {operation_id}"));
+        let reply = &operation["responses"]["200"]["content"]["application/json"]["schema"];
+        let name = reply["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+        let properties = doc["components"]["schemas"][name]["properties"].as_object();
+        properties.unwrap().keys().cloned().collect()
+    };
+    let obama = photo("obama.jpg");
+    let (a, b) = (srv.detect_one(&obama), srv.detect_one(&obama));
+    let (a, b) = (a.as_str(), b.as_str());
+    let answers = [
+        (
+            "detect",
+            srv.post_multipart("/detect", &[Part::File("image_file", &obama)]),
+        ),
+        ("addFaceGet", srv.get(&format!("/addface?face_token={a}"))),
+        (
+            "addFacePost",
+            srv.post_form("/addface", &[("face_token", b)]),
+        ),
+        (
+            "searchGet",
+            srv.get(&format!("/search?face_token={a}&threshold=0.6")),
+        ),
+        (
+            "searchPost",
+            srv.post_form("/search", &[("face_token", a), ("threshold", "1")]),
+        ),
+        (
+            "compareGet",
+            srv.get(&format!("/compare?face_token_a={a}&face_token_b={b}")),
+        ),
+        (
+            "comparePost",
+            srv.post_form("/compare", &[("face_token_a", b), ("face_token_b", a)]),
+        ),
+        ("faceSets", srv.get("/facesets")),
+        ("faceSet", srv.get("/faceset")),
+        ("health", srv.get("/health")),
+        ("ready", srv.get("/ready")),
+        (
+            "removeFaceGet",
+            srv.get(&format!("/removeface?face_token={a}")),
+        ),
+        (
+            "removeFacePost",
+            srv.post_form("/removeface", &[("face_token", b)]),
+        ),
+    ];
+    for (operation_id, answer) in answers {
+        let sent: BTreeSet<String> = answer.ok().as_object().unwrap().keys().cloned().collect();
+        assert_eq!(sent, documented(operation_id), "{operation_id}");
+    }
 }

@@ -36,24 +36,51 @@ use std::time::Instant;
 
 use image::RgbImage;
 use rayon::prelude::*;
+use tract_onnx::prelude::TractError;
 
 pub use bbox::{BoundingBox, NmsMethod, nms};
+pub use nets::GraphMismatch;
 use nets::{Dim, Net, NetSpec, Output, face_probability};
 use pyramid::Window;
 
 /// Errors from loading the models or detecting faces.
+///
+/// Where tract failed, its error is the [`source`](std::error::Error::source) of this one:
+/// print the whole chain (e.g. `{:#}` through `anyhow`) to see tract's own messages.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A model file could not be read, parsed or prepared by tract.
-    #[error("loading the {net} model from {path}: {detail}")]
+    /// A model file could not be read.
+    #[error("reading the {net} model from {path}")]
+    ModelRead {
+        /// `pnet`, `rnet` or `onet`.
+        net: &'static str,
+        /// The model file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// tract could not parse, type or prepare a model.
+    #[error("loading the {net} model from {path}")]
     ModelLoad {
         /// `pnet`, `rnet` or `onet`.
         net: &'static str,
         /// The model file.
         path: PathBuf,
-        /// tract's error chain.
-        detail: String,
+        /// tract's error.
+        #[source]
+        source: TractError,
+    },
+    /// A model's graph does not have the nodes the detector rewrites (see [`GraphMismatch`]).
+    #[error("loading the {net} model from {path}: {mismatch}")]
+    ModelGraph {
+        /// `pnet`, `rnet` or `onet`.
+        net: &'static str,
+        /// The model file.
+        path: PathBuf,
+        /// What the graph lacks.
+        mismatch: GraphMismatch,
     },
     /// The image is larger than [`DetectorConfig::max_side`] on one side.
     #[error("image of {width}x{height} pixels is too large: the maximum side is {max_side} pixels")]
@@ -75,15 +102,26 @@ pub enum Error {
         /// What is accepted.
         expected: &'static str,
     },
-    /// tract failed to run a network, or it returned outputs of an unexpected shape.
-    #[error("running {net} on an input of shape {shape:?}: {detail}")]
+    /// tract failed to run a network.
+    #[error("running {net} on an input of shape {shape:?}")]
     Inference {
         /// `pnet`, `rnet` or `onet`.
         net: &'static str,
         /// The input shape `[N, 3, W, H]` (planar, W and H swapped as the models want).
         shape: [usize; 4],
-        /// What went wrong.
-        detail: String,
+        /// tract's error.
+        #[source]
+        source: TractError,
+    },
+    /// A network returned outputs of an unexpected number or shape.
+    #[error("running {net} on an input of shape {shape:?}: unexpected output shapes {found:?}")]
+    UnexpectedOutput {
+        /// `pnet`, `rnet` or `onet`.
+        net: &'static str,
+        /// The input shape `[N, 3, W, H]`.
+        shape: [usize; 4],
+        /// The shapes of the outputs it returned.
+        found: Vec<Vec<usize>>,
     },
 }
 
@@ -560,11 +598,10 @@ fn crop_windows(image: &RgbImage, boxes: &[BoundingBox]) -> (Vec<BoundingBox>, V
 
 /// The error for outputs of an unexpected number or shape.
 fn bad_output(net: &'static str, shape: [usize; 4], out: &[Output]) -> Error {
-    let shapes: Vec<&[usize]> = out.iter().map(|o| o.shape.as_slice()).collect();
-    Error::Inference {
+    Error::UnexpectedOutput {
         net,
         shape,
-        detail: format!("unexpected output shapes {shapes:?}"),
+        found: out.iter().map(|o| o.shape.clone()).collect(),
     }
 }
 

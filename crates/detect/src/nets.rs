@@ -31,9 +31,68 @@ use std::sync::{Arc, PoisonError, RwLock};
 use tract_onnx::prelude::*;
 
 use tract_onnx::pb::{AttributeProto, GraphProto, NodeProto};
-use tract_onnx::tract_core::internal::{bail, ensure, format_err};
 
 use crate::{Error, Result};
+
+/// How a model's graph differs from the MTCNN graphs the detector rewrites before tract sees
+/// them (it removes the input transpose, expands `PRelu`, returns logits instead of the
+/// softmax and merges P-Net's two output convolutions): the part it looked for and did not
+/// find.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GraphMismatch {
+    /// The file holds no graph.
+    #[error("the file holds no graph")]
+    NoGraph,
+    /// The input is not followed by the `[N, W, H, 3]` to `[N, 3, W, H]` transpose.
+    #[error("no input Transpose with perm [0, 3, 1, 2] on {input:?}")]
+    NoInputTranspose {
+        /// The graph's first input.
+        input: String,
+    },
+    /// Another node reads the input besides its transpose.
+    #[error("the input {input:?} has consumers besides its Transpose")]
+    InputConsumers {
+        /// The graph's first input.
+        input: String,
+    },
+    /// A `PRelu` node without exactly two inputs and one output.
+    #[error("PRelu node {node:?} has inputs {inputs:?} and outputs {outputs:?}")]
+    PRelu {
+        /// The node's name.
+        node: String,
+        /// Its inputs.
+        inputs: Vec<String>,
+        /// Its outputs.
+        outputs: Vec<String>,
+    },
+    /// An output the detector reads is not in the graph.
+    #[error("no tensor named {name:?} in the graph")]
+    NoTensor {
+        /// The tensor name.
+        name: String,
+    },
+    /// An output to merge is not a `Conv` followed by a `Transpose`.
+    #[error("output {output:?} is not a Conv followed by a Transpose")]
+    NotConvHead {
+        /// The output's name.
+        output: String,
+    },
+    /// Not exactly two heads to merge.
+    #[error("expected two heads to merge, got {found}")]
+    HeadCount {
+        /// How many there are.
+        found: usize,
+    },
+    /// The two heads to merge read different inputs or have different attributes.
+    #[error("heads {a:?} and {b:?} differ in input or attributes")]
+    HeadsDiffer {
+        /// The first head's node name.
+        a: String,
+        /// The second head's node name.
+        b: String,
+    },
+}
 
 /// An optimised, runnable plan for one concrete input shape.
 type Plan = TypedRunnableModel;
@@ -104,12 +163,21 @@ impl Net {
     /// logits) and declutters it.
     pub(crate) fn load(spec: &NetSpec, path: &Path) -> Result<Self> {
         let name = spec.name;
-        let load_err = |e: TractError| Error::ModelLoad {
+        let load_err = |source: TractError| Error::ModelLoad {
             net: name,
             path: path.to_path_buf(),
-            detail: format!("{e:#}"),
+            source,
         };
-        let bytes = std::fs::read(path).map_err(|e| load_err(TractError::from(e)))?;
+        let graph_err = |mismatch: GraphMismatch| Error::ModelGraph {
+            net: name,
+            path: path.to_path_buf(),
+            mismatch,
+        };
+        let bytes = std::fs::read(path).map_err(|source| Error::ModelRead {
+            net: name,
+            path: path.to_path_buf(),
+            source,
+        })?;
         let onnx = tract_onnx::onnx();
         let mut proto = onnx
             .proto_model_for_read(&mut bytes.as_slice())
@@ -117,8 +185,8 @@ impl Net {
         let graph = proto
             .graph
             .as_mut()
-            .ok_or_else(|| load_err(format_err!("the file holds no graph")))?;
-        let outputs = rewrite(graph, spec.outputs, spec.merge_heads).map_err(load_err)?;
+            .ok_or_else(|| graph_err(GraphMismatch::NoGraph))?;
+        let outputs = rewrite(graph, spec.outputs, spec.merge_heads).map_err(graph_err)?;
         let mut model = onnx.model_for_proto_model(&proto).map_err(load_err)?;
         let symbols = spec.shape.map(|d| match d {
             Dim::Fixed(_) => None,
@@ -213,11 +281,12 @@ impl Net {
     /// Runs the network on one input tensor of `shape` holding `data` (row-major) and
     /// returns every selected output as its shape and a flat row-major `f32` vector.
     pub(crate) fn run(&self, shape: [usize; 4], data: Vec<f32>) -> Result<Vec<Output>> {
-        self.run_inner(shape, data).map_err(|e| Error::Inference {
-            net: self.name,
-            shape,
-            detail: format!("{e:#}"),
-        })
+        self.run_inner(shape, data)
+            .map_err(|source| Error::Inference {
+                net: self.name,
+                shape,
+                source,
+            })
     }
 
     fn run_inner(&self, shape: [usize; 4], data: Vec<f32>) -> TractResult<Vec<Output>> {
@@ -276,7 +345,7 @@ fn rewrite(
     graph: &mut GraphProto,
     outputs: &[&str],
     merge_heads: bool,
-) -> TractResult<Vec<String>> {
+) -> std::result::Result<Vec<String>, GraphMismatch> {
     // Feed the planar tensor straight in: drop `Transpose(input, perm = [0, 3, 1, 2])`.
     let input = graph
         .input
@@ -291,13 +360,12 @@ fn rewrite(
                 .any(|a| a.name == "perm" && a.ints == [0, 3, 1, 2])
     });
     let Some(leading) = leading else {
-        bail!("no input Transpose with perm [0, 3, 1, 2] on {input:?}")
+        return Err(GraphMismatch::NoInputTranspose { input });
     };
     let transpose = graph.node.remove(leading);
-    ensure!(
-        graph.node.iter().all(|n| !n.input.contains(&input)) && transpose.output.len() == 1,
-        "the input {input:?} has consumers besides its Transpose"
-    );
+    if !(graph.node.iter().all(|n| !n.input.contains(&input)) && transpose.output.len() == 1) {
+        return Err(GraphMismatch::InputConsumers { input });
+    }
     if let Some(i) = graph.input.first_mut() {
         // The declared (NHWC) shape is stale now, but `Net::load` replaces the input
         // fact anyway.
@@ -312,12 +380,11 @@ fn rewrite(
             continue;
         }
         let ([x, slope], [y]) = (n.input.as_slice(), n.output.as_slice()) else {
-            bail!(
-                "PRelu node {:?} has inputs {:?} and outputs {:?}",
-                n.name,
-                n.input,
-                n.output
-            );
+            return Err(GraphMismatch::PRelu {
+                node: n.name,
+                inputs: n.input,
+                outputs: n.output,
+            });
         };
         let t = |suffix: &str| format!("{y}.prelu.{suffix}");
         nodes.push(node("Relu", t("pos"), vec![x.clone()], t("pos")));
@@ -349,7 +416,11 @@ fn rewrite(
         match producer(graph, out).map(|i| &graph.node[i]) {
             Some(n) if n.op_type == "Softmax" => selected.push(n.input[0].clone()),
             Some(_) => selected.push(out.to_string()),
-            None => bail!("no tensor named {out:?} in the graph"),
+            None => {
+                return Err(GraphMismatch::NoTensor {
+                    name: out.to_owned(),
+                });
+            }
         }
     }
     if !merge_heads {
@@ -369,18 +440,22 @@ fn rewrite(
         };
         match conv {
             Some(c) if c.op_type == "Conv" && c.input.len() == 3 => convs.push(c.clone()),
-            _ => bail!("output {out:?} is not a Conv followed by a Transpose"),
+            _ => {
+                return Err(GraphMismatch::NotConvHead {
+                    output: out.clone(),
+                });
+            }
         }
     }
     let [a, b] = convs.as_slice() else {
-        bail!("expected two heads to merge, got {}", convs.len())
+        return Err(GraphMismatch::HeadCount { found: convs.len() });
     };
-    ensure!(
-        a.input[0] == b.input[0] && a.attribute == b.attribute,
-        "heads {:?} and {:?} differ in input or attributes",
-        a.name,
-        b.name
-    );
+    if !(a.input[0] == b.input[0] && a.attribute == b.attribute) {
+        return Err(GraphMismatch::HeadsDiffer {
+            a: a.name.clone(),
+            b: b.name.clone(),
+        });
+    }
     let axis0 = AttributeProto {
         name: "axis".into(),
         r#type: 2,
@@ -602,5 +677,35 @@ mod tests {
         let missing = std::path::Path::new("/nonexistent/pnet.onnx");
         let err = Net::load(&spec, missing).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/pnet.onnx"), "{err}");
+    }
+
+    #[test]
+    fn causes_stay_in_the_error_chain() {
+        use std::error::Error as _;
+        let spec = NetSpec {
+            name: "pnet",
+            shape: [Dim::Fixed(1); 4],
+            outputs: &["softmax"],
+            merge_heads: false,
+            capacity: 1,
+        };
+        let missing = Net::load(&spec, std::path::Path::new("/nonexistent/pnet.onnx")).unwrap_err();
+        let io = missing.source().unwrap().downcast_ref::<std::io::Error>();
+        assert_eq!(
+            io.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::NotFound)
+        );
+
+        let path = std::env::temp_dir().join(format!("facerec-detect-{}.onnx", std::process::id()));
+        std::fs::write(&path, b"\xff\xff\xff not an ONNX model").unwrap();
+        let err = Net::load(&spec, &path).unwrap_err();
+        std::fs::remove_file(&path).ok();
+        assert!(matches!(err, Error::ModelLoad { net: "pnet", .. }), "{err}");
+        // The message names the operation; tract's own error follows in the chain.
+        let tract = err.source().unwrap().to_string();
+        assert!(
+            !tract.is_empty() && !err.to_string().contains(&tract),
+            "{err}: {tract}"
+        );
     }
 }

@@ -121,8 +121,11 @@ impl ModelDescriptor {
             path: path.to_path_buf(),
             source,
         })?;
-        let descriptor: Self = serde_json::from_str(&text)
-            .map_err(|e| Error::Descriptor(format!("{}: {e}", path.display())))?;
+        let descriptor: Self =
+            serde_json::from_str(&text).map_err(|source| Error::DescriptorJson {
+                path: path.to_path_buf(),
+                source,
+            })?;
         descriptor.validate()?;
         Ok(descriptor)
     }
@@ -130,28 +133,86 @@ impl ModelDescriptor {
     /// Checks that the values make sense together.
     pub fn validate(&self) -> Result<()> {
         if self.input_size < 8 || self.input_size > 1024 {
-            return Err(Error::Descriptor(format!(
-                "input_size {} is outside 8..=1024",
-                self.input_size
-            )));
+            return Err(Error::InvalidInputSize {
+                input_size: self.input_size,
+            });
         }
         if self.dims == 0 {
-            return Err(Error::Descriptor("dims must be at least 1".into()));
+            return Err(Error::InvalidDims);
         }
         if !(self.threshold.is_finite() && self.threshold > 0.0) {
-            return Err(Error::Descriptor(format!(
-                "threshold {} must be a positive number",
-                self.threshold
-            )));
+            return Err(Error::InvalidThreshold {
+                threshold: self.threshold,
+            });
         }
         if let Normalisation::MeanStd { std, .. } = &self.normalisation
             && std.iter().any(|s| !(s.is_finite() && *s > 0.0))
         {
-            return Err(Error::Descriptor(format!("std {std:?} must be positive")));
+            return Err(Error::InvalidStd { std: *std });
         }
-        if self.template.iter().flatten().any(|v| !v.is_finite()) {
-            return Err(Error::Descriptor("template has a non-finite value".into()));
+        if let Some((index, point)) = self
+            .template
+            .iter()
+            .enumerate()
+            .find(|(_, p)| !p.iter().all(|v| v.is_finite()))
+        {
+            return Err(Error::InvalidTemplate {
+                index,
+                point: *point,
+            });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_descriptors_name_the_field_and_its_value() {
+        let valid = ModelDescriptor::dlib_resnet_v1();
+        assert!(valid.validate().is_ok());
+        let check = |change: fn(&mut ModelDescriptor), says: &str| {
+            let mut d = valid.clone();
+            change(&mut d);
+            let err = d.validate().unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+            err
+        };
+        let err = check(|d| d.input_size = 4, "input_size 4");
+        assert!(matches!(err, Error::InvalidInputSize { input_size: 4 }));
+        let err = check(|d| d.dims = 0, "dims is 0");
+        assert!(matches!(err, Error::InvalidDims));
+        let err = check(|d| d.threshold = -1.0, "threshold -1");
+        assert!(matches!(err, Error::InvalidThreshold { .. }));
+        let err = check(
+            |d| {
+                d.normalisation = Normalisation::MeanStd {
+                    mean: [0.0; 3],
+                    std: [1.0, 0.0, 1.0],
+                }
+            },
+            "std [1.0, 0.0, 1.0]",
+        );
+        assert!(matches!(err, Error::InvalidStd { .. }));
+        let err = check(|d| d.template[2][1] = f32::NAN, "template point 2");
+        assert!(matches!(err, Error::InvalidTemplate { index: 2, .. }));
+    }
+
+    #[test]
+    fn unreadable_json_keeps_the_parser_error() {
+        let path = std::env::temp_dir().join(format!(
+            "facerec-embed-descriptor-{}.json",
+            std::process::id()
+        ));
+        std::fs::write(&path, "{\"id\": 3}").unwrap();
+        let err = ModelDescriptor::from_json_file(&path).unwrap_err();
+        std::fs::remove_file(&path).ok();
+        let Error::DescriptorJson { source, .. } = &err else {
+            panic!("{err}");
+        };
+        assert!(source.is_data(), "{source}");
+        assert!(std::error::Error::source(&err).is_some());
     }
 }

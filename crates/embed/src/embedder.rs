@@ -74,9 +74,9 @@ impl Embedder {
         }
         let n = descriptor.input_size as usize;
         let shape = input_shape(&descriptor);
-        let model_error = |e: TractError| Error::Model {
+        let model_error = |source: TractError| Error::Model {
             path: PathBuf::from(path),
-            message: format!("{e:#}"),
+            source,
         };
         let plan = tract_onnx::onnx()
             .model_for_path(path)
@@ -92,13 +92,10 @@ impl Embedder {
         // Check the output size once, so a wrong descriptor fails at load, not per request.
         let probe = embedder.run(&RgbImage::new(n as u32, n as u32))?;
         if probe.len() != embedder.descriptor.dims {
-            return Err(Error::Model {
+            return Err(Error::OutputSize {
                 path: path.to_path_buf(),
-                message: format!(
-                    "model outputs {} values; descriptor says {}",
-                    probe.len(),
-                    embedder.descriptor.dims
-                ),
+                found: probe.len(),
+                expected: embedder.descriptor.dims,
             });
         }
         tracing::debug!(model = %embedder.descriptor.id, path = %path.display(), "embedding model loaded");
@@ -147,9 +144,9 @@ impl Embedder {
             }
         }
         if values.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Inference(
-                "the model produced a non-finite value".into(),
-            ));
+            return Err(Error::NonFinite {
+                model: self.descriptor.id.clone(),
+            });
         }
         Ok(Embedding::new(values))
     }
@@ -161,8 +158,13 @@ impl Embedder {
     /// on its own. Mirror-flip is not applied (it doubles every step).
     pub fn profile(&self, chip: &RgbImage, runs: usize) -> Result<Vec<StepTime>> {
         self.check_chip(chip)?;
-        let input: TValue = to_tensor(chip, &self.descriptor)?.into();
-        let inference = |e: TractError| Error::Inference(format!("{e:#}"));
+        let input: TValue = to_tensor(chip, &self.descriptor)
+            .map_err(|e| self.inference_error(e))?
+            .into();
+        let inference = |source: TractError| Error::Profile {
+            model: self.descriptor.id.clone(),
+            source,
+        };
         let mut seconds = vec![0.0f64; self.plan.model().nodes().len()];
         let mut state = SimpleState::new(&self.plan).map_err(inference)?;
         for _ in 0..runs {
@@ -217,21 +219,28 @@ impl Embedder {
     }
 
     fn run(&self, chip: &RgbImage) -> Result<Vec<f32>> {
-        let input = to_tensor(chip, &self.descriptor)?;
+        let input = to_tensor(chip, &self.descriptor).map_err(|e| self.inference_error(e))?;
         let outputs = self
             .plan
             .run(tvec!(input.into()))
-            .map_err(|e| Error::Inference(format!("{e:#}")))?;
-        let output = outputs
-            .first()
-            .ok_or_else(|| Error::Inference("the model has no output".into()))?;
-        let view = output
+            .map_err(|e| self.inference_error(e))?;
+        let output = outputs.first().ok_or_else(|| Error::NoOutput {
+            model: self.descriptor.id.clone(),
+        })?;
+        let values = output
             .try_as_plain_ram()
-            .map_err(|e| Error::Inference(format!("{e:#}")))?;
-        let values = view
-            .as_slice::<f32>()
-            .map_err(|e| Error::Inference(format!("{e:#}")))?;
-        Ok(values.to_vec())
+            .and_then(|view| Ok(view.as_slice::<f32>()?.to_vec()))
+            .map_err(|e| self.inference_error(e))?;
+        Ok(values)
+    }
+
+    /// tract's `source` failed while embedding a chip.
+    fn inference_error(&self, source: TractError) -> Error {
+        Error::Inference {
+            model: self.descriptor.id.clone(),
+            size: self.descriptor.input_size,
+            source,
+        }
     }
 }
 
@@ -245,7 +254,7 @@ fn input_shape(d: &ModelDescriptor) -> [usize; 4] {
 }
 
 /// Lays out a chip as the model's input tensor with its normalisation.
-fn to_tensor(chip: &RgbImage, d: &ModelDescriptor) -> Result<Tensor> {
+fn to_tensor(chip: &RgbImage, d: &ModelDescriptor) -> TractResult<Tensor> {
     let n = d.input_size as usize;
     let plane = n * n;
     let mut data = vec![0.0f32; 3 * plane];
@@ -289,9 +298,7 @@ fn to_tensor(chip: &RgbImage, d: &ModelDescriptor) -> Result<Tensor> {
             }
         }
     }
-    tract_ndarray::Array::from_shape_vec(input_shape(d), data)
-        .map(Tensor::from)
-        .map_err(|e| Error::Inference(e.to_string()))
+    Ok(tract_ndarray::Array::from_shape_vec(input_shape(d), data)?.into())
 }
 
 #[cfg(test)]

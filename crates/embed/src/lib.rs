@@ -30,6 +30,8 @@ mod embedder;
 
 use std::path::PathBuf;
 
+use tract_onnx::prelude::TractError;
+
 pub use align::{Similarity, chip_to_image, similarity_transform, warp_chip};
 pub use descriptor::{Layout, Metric, ModelDescriptor, Normalisation, Warp};
 pub use embedder::{Embedder, EmbedderConfig, StepTime};
@@ -80,27 +82,78 @@ impl Embedding {
 }
 
 /// Errors of alignment and embedding.
+///
+/// Where tract, the file system or the JSON parser failed, its error is the
+/// [`source`](std::error::Error::source) of this one: print the whole chain (e.g. `{:#}`
+/// through `anyhow`) to see their own messages.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A model or descriptor file could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
     },
-    /// The model file is not a usable ONNX model for this descriptor.
-    #[error("loading embedding model {path}: {message}")]
+    /// tract could not load, type or optimise the model file.
+    #[error("loading embedding model {path}")]
     Model {
         /// The file.
         path: PathBuf,
-        /// What tract or the check said.
-        message: String,
+        /// tract's error.
+        #[source]
+        source: TractError,
     },
-    /// The descriptor is inconsistent.
-    #[error("invalid model descriptor: {0}")]
-    Descriptor(String),
+    /// The model's output has another size than the descriptor's `dims`.
+    #[error(
+        "loading embedding model {path}: model outputs {found} values; descriptor says {expected}"
+    )]
+    OutputSize {
+        /// The file.
+        path: PathBuf,
+        /// Values the model outputs for one chip.
+        found: usize,
+        /// The descriptor's `dims`.
+        expected: usize,
+    },
+    /// A descriptor file is not the JSON form of a [`ModelDescriptor`].
+    #[error("parsing model descriptor {path}")]
+    DescriptorJson {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error (with line and column).
+        source: serde_json::Error,
+    },
+    /// The descriptor's `input_size` is out of range.
+    #[error("invalid model descriptor: input_size {input_size} is outside 8..=1024")]
+    InvalidInputSize {
+        /// The value given.
+        input_size: u32,
+    },
+    /// The descriptor's `dims` is 0.
+    #[error("invalid model descriptor: dims is 0; it must be at least 1")]
+    InvalidDims,
+    /// The descriptor's `threshold` is not a positive number.
+    #[error("invalid model descriptor: threshold {threshold} must be a positive number")]
+    InvalidThreshold {
+        /// The value given.
+        threshold: f32,
+    },
+    /// A standard deviation of the descriptor's `MeanStd` normalisation is not positive.
+    #[error("invalid model descriptor: normalisation std {std:?} must be positive")]
+    InvalidStd {
+        /// The values given (R, G, B).
+        std: [f32; 3],
+    },
+    /// A point of the descriptor's `template` is not finite.
+    #[error("invalid model descriptor: template point {index} is {point:?}; it must be finite")]
+    InvalidTemplate {
+        /// Which of the five points (0 = image-left eye).
+        index: usize,
+        /// Its value.
+        point: [f32; 2],
+    },
     /// The landmarks cannot define an alignment (coincident or not finite).
     #[error("cannot align a face with landmarks {0:?}")]
     Landmarks([[f32; 2]; 5]),
@@ -114,9 +167,38 @@ pub enum Error {
         /// Given height.
         height: u32,
     },
-    /// Running the model failed.
-    #[error("running the embedding model: {0}")]
-    Inference(String),
+    /// tract failed to run the model or to hand back its output.
+    #[error("running embedding model {model} on a {size}x{size} chip")]
+    Inference {
+        /// The descriptor's `id`.
+        model: String,
+        /// The chip side.
+        size: u32,
+        /// tract's error.
+        #[source]
+        source: TractError,
+    },
+    /// The model ran but returned no output tensor.
+    #[error("embedding model {model} returned no output")]
+    NoOutput {
+        /// The descriptor's `id`.
+        model: String,
+    },
+    /// The model produced a NaN or infinite value.
+    #[error("embedding model {model} produced a non-finite value")]
+    NonFinite {
+        /// The descriptor's `id`.
+        model: String,
+    },
+    /// tract failed to time or describe a step of the model in [`Embedder::profile`].
+    #[error("profiling embedding model {model}")]
+    Profile {
+        /// The descriptor's `id`.
+        model: String,
+        /// tract's error.
+        #[source]
+        source: TractError,
+    },
 }
 
 /// Result of this crate's operations.

@@ -92,6 +92,27 @@ fn bad_input_gives_typed_errors() {
     assert!(matches!(missing, Err(Error::Io { .. })));
 }
 
+#[test]
+fn tract_errors_stay_in_the_chain() {
+    let dir = std::env::temp_dir().join(format!("facerec-embed-garbage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("garbage.onnx"), b"\xff\xff\xff not an ONNX model").unwrap();
+    let descriptor = ModelDescriptor {
+        file: "garbage.onnx".into(),
+        ..ModelDescriptor::dlib_resnet_v1()
+    };
+    let err = Embedder::from_dir(&dir, descriptor, EmbedderConfig::default()).unwrap_err();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(matches!(err, Error::Model { .. }), "{err}");
+    assert!(err.to_string().contains("garbage.onnx"), "{err}");
+    // tract's own message is the next link of the chain, not part of this one's.
+    let tract = std::error::Error::source(&err).unwrap().to_string();
+    assert!(
+        !tract.is_empty() && !err.to_string().contains(&tract),
+        "{err}: {tract}"
+    );
+}
+
 /// A FaceNet-shaped stand-in: NHWC 160x160 input, per-channel spatial mean, then an 8-d
 /// linear map `W` (3 x 8).
 fn tiny_model(w: &[f32; 24]) -> Vec<u8> {

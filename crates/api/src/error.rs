@@ -388,7 +388,10 @@ mod tests {
                 .into(),
                 (400, 1004),
             ),
-            (facerec::Error::Corrupt("x".into()).into(), (400, 1004)),
+            (
+                facerec::Error::Corrupt(std::io::Error::other("x").into()).into(),
+                (400, 1004),
+            ),
             (
                 ApiError::BodyTooLarge {
                     limit: 1,

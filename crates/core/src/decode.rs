@@ -88,15 +88,18 @@ pub fn decode_image(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage>
     match format {
         ImageFormat::Jpeg => {
             if !jpeg_is_complete(bytes) {
-                return Err(Error::Corrupt(
-                    "the JPEG is truncated (no end-of-image marker)".into(),
-                ));
+                return Err(Error::Corrupt(image::ImageError::IoError(
+                    std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the JPEG is truncated (no end-of-image marker)",
+                    ),
+                )));
             }
-            let decoder = JpegDecoder::new(Cursor::new(bytes)).map_err(corrupt)?;
+            let decoder = JpegDecoder::new(Cursor::new(bytes)).map_err(Error::Corrupt)?;
             finish(decoder, limits)
         }
         ImageFormat::Png => {
-            let decoder = PngDecoder::new(Cursor::new(bytes)).map_err(corrupt)?;
+            let decoder = PngDecoder::new(Cursor::new(bytes)).map_err(Error::Corrupt)?;
             finish(decoder, limits)
         }
     }
@@ -118,8 +121,8 @@ fn finish(mut decoder: impl ImageDecoder, limits: &DecodeLimits) -> Result<Dynam
             min: limits.min_side,
         });
     }
-    let orientation = decoder.orientation().map_err(corrupt)?;
-    let mut image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    let orientation = decoder.orientation().map_err(Error::Corrupt)?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(Error::Corrupt)?;
     image.apply_orientation(orientation);
     Ok(image)
 }
@@ -130,10 +133,6 @@ fn finish(mut decoder: impl ImageDecoder, limits: &DecodeLimits) -> Result<Dynam
 fn jpeg_is_complete(bytes: &[u8]) -> bool {
     let tail = &bytes[bytes.len().saturating_sub(4096)..];
     tail.windows(2).any(|w| w == [0xFF, 0xD9])
-}
-
-fn corrupt(e: image::ImageError) -> Error {
-    Error::Corrupt(e.to_string())
 }
 
 #[cfg(test)]
@@ -150,6 +149,23 @@ mod tests {
         assert_eq!(sniff_format(b"GIF89a...."), Err("GIF"));
         assert_eq!(sniff_format(b"hello"), Err("unknown"));
         assert_eq!(sniff_format(b""), Err("empty"));
+    }
+
+    #[test]
+    fn corrupt_images_keep_the_decoder_error_as_source() {
+        let err =
+            decode_image(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0], &DecodeLimits::default()).unwrap_err();
+        let Error::Corrupt(image::ImageError::IoError(io)) = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains("truncated"), "{err}");
+
+        let err =
+            decode_image(b"\x89PNG\r\n\x1a\nnot a PNG", &DecodeLimits::default()).unwrap_err();
+        assert!(matches!(err, Error::Corrupt(_)), "{err}");
+        let source = std::error::Error::source(&err).unwrap();
+        assert!(source.is::<image::ImageError>(), "{source}");
     }
 
     #[test]

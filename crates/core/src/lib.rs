@@ -30,6 +30,10 @@ pub use facerec_embed::{
 };
 
 /// Errors of the pipeline: the image was refused, or a model failed.
+///
+/// `Detect` and `Embed` are transparent: their message is the detector's or embedder's, and
+/// [`source`](std::error::Error::source) goes on to its cause (tract's error, for instance),
+/// so walking the chain (`{:#}` through `anyhow`) shows every step.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The bytes are not a JPEG or PNG.
@@ -66,9 +70,12 @@ pub enum Error {
         /// The maximum side.
         max: u32,
     },
-    /// The file claims to be a JPEG or PNG but cannot be decoded.
+    /// The file claims to be a JPEG or PNG but cannot be decoded: the `image` crate's error
+    /// (or, for a JPEG without its end-of-image marker, an unexpected-end-of-file I/O error).
+    // The message repeats the decoder's reason: facerec-api sends this message alone (not the
+    // chain) to the client, who needs the reason.
     #[error("image cannot be decoded: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] image::ImageError),
     /// Detection failed.
     #[error(transparent)]
     Detect(#[from] facerec_detect::Error),

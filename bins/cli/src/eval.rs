@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use facerec::{Embedding, FaceEngine, central_face, lfw};
+use facerec::{Embedding, FaceEngine, central_face};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::json;
+
+use crate::lfw;
 
 /// Arguments of `eval-lfw`.
 #[derive(clap::Args)]
@@ -50,9 +52,8 @@ struct Embedded {
 pub fn run(engine: &FaceEngine, args: &EvalArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.pairs)
         .with_context(|| format!("reading {}", args.pairs.display()))?;
-    let pairs = lfw::parse_pairs(&text)
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("parsing {}", args.pairs.display()))?;
+    let pairs =
+        lfw::parse_pairs(&text).with_context(|| format!("parsing {}", args.pairs.display()))?;
     let mut images: Vec<PathBuf> = pairs
         .iter()
         .flat_map(|p| [p.a.clone(), p.b.clone()])

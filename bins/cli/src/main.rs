@@ -2,6 +2,7 @@
 
 mod draw;
 mod eval;
+mod lfw;
 
 use std::path::{Path, PathBuf};
 

@@ -20,7 +20,6 @@
 
 mod decode;
 mod engine;
-pub mod lfw;
 
 pub use decode::{DecodeLimits, ImageFormat, decode_image, sniff_format};
 pub use engine::{EngineConfig, Face, FaceEngine, central_face, largest_face};

@@ -1,6 +1,7 @@
 //! The LFW verification protocol: parse `pairs.txt`, and score distances the standard way
 //! (per fold, the threshold is chosen on the other folds).
 
+use std::num::ParseIntError;
 use std::path::{Path, PathBuf};
 
 /// One pair of images and whether they show the same person.
@@ -16,42 +17,98 @@ pub struct Pair {
     pub fold: usize,
 }
 
+/// Why a `pairs.txt` could not be read. Line numbers count from 1, blank lines included.
+#[derive(Debug, thiserror::Error)]
+pub enum PairsError {
+    /// There is no header line.
+    #[error("the pairs file is empty")]
+    Empty,
+    /// The header is not two numbers.
+    #[error("line {line}: header {header:?}: expected two numbers, FOLDS PAIRS")]
+    Header {
+        /// The header's line.
+        line: usize,
+        /// The header as written.
+        header: String,
+        /// Why a field is not a number, if one is not.
+        #[source]
+        source: Option<ParseIntError>,
+    },
+    /// An image number is not a number.
+    #[error("line {line}: image number {number:?} is not a number")]
+    ImageNumber {
+        /// The line.
+        line: usize,
+        /// The field as written.
+        number: String,
+        /// The parser's error.
+        #[source]
+        source: ParseIntError,
+    },
+    /// The file ends before a fold is complete.
+    #[error("fold {fold} ends early: expected {expected} pairs")]
+    FoldEndsEarly {
+        /// The fold, from 1.
+        fold: usize,
+        /// Pairs a fold holds.
+        expected: usize,
+    },
+    /// A line has the wrong number of fields for its place in the fold.
+    #[error("line {line}: {text:?} does not fit fold {fold} position {position} ({expected})")]
+    Misplaced {
+        /// The line.
+        line: usize,
+        /// The line as written.
+        text: String,
+        /// The fold, from 1.
+        fold: usize,
+        /// The pair's position in the fold, from 1.
+        position: usize,
+        /// What this position holds.
+        expected: &'static str,
+    },
+}
+
 /// Parses an LFW `pairs.txt`: a header `FOLDS PAIRS_PER_HALF`, then per fold that many
 /// matched lines (`Name n1 n2`) followed by as many mismatched ones (`Name1 n1 Name2 n2`).
-pub fn parse_pairs(text: &str) -> Result<Vec<Pair>, String> {
+pub fn parse_pairs(text: &str) -> Result<Vec<Pair>, PairsError> {
     let mut lines = text
         .lines()
         .enumerate()
+        .map(|(i, l)| (i + 1, l))
         .filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().ok_or("the pairs file is empty")?;
+    let (header_line, header) = lines.next().ok_or(PairsError::Empty)?;
+    let header_error = |source| PairsError::Header {
+        line: header_line,
+        header: header.to_owned(),
+        source,
+    };
     let nums: Vec<usize> = header
         .split_whitespace()
         .map(|t| t.parse::<usize>())
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("header {header:?}: {e}"))?;
+        .map_err(|e| header_error(Some(e)))?;
     let [folds, per_half] = nums[..] else {
-        return Err(format!(
-            "header {header:?}: expected two numbers, FOLDS PAIRS"
-        ));
+        return Err(header_error(None));
     };
-    let image = |name: &str, n: &str, line: usize| -> Result<PathBuf, String> {
-        let n: u32 = n
-            .parse()
-            .map_err(|e| format!("line {}: image number {n:?}: {e}", line + 1))?;
+    let image = |name: &str, n: &str, line: usize| -> Result<PathBuf, PairsError> {
+        let n: u32 = n.parse().map_err(|source| PairsError::ImageNumber {
+            line,
+            number: n.to_owned(),
+            source,
+        })?;
         Ok(Path::new(name).join(format!("{name}_{n:04}.jpg")))
     };
     let mut pairs = Vec::with_capacity(folds * per_half * 2);
     for fold in 0..folds {
         for k in 0..2 * per_half {
-            let (i, line) = lines.next().ok_or_else(|| {
-                format!(
-                    "fold {} ends early: expected {} pairs",
-                    fold + 1,
-                    2 * per_half
-                )
+            let (i, line) = lines.next().ok_or(PairsError::FoldEndsEarly {
+                fold: fold + 1,
+                expected: 2 * per_half,
             })?;
             let f: Vec<&str> = line.split_whitespace().collect();
-            let pair = match (k < per_half, &f[..]) {
+            let matched = k < per_half;
+            let pair = match (matched, &f[..]) {
                 (true, [name, n1, n2]) => Pair {
                     a: image(name, n1, i)?,
                     b: image(name, n2, i)?,
@@ -65,12 +122,17 @@ pub fn parse_pairs(text: &str) -> Result<Vec<Pair>, String> {
                     fold,
                 },
                 _ => {
-                    return Err(format!(
-                        "line {}: {line:?} does not fit fold {} position {}",
-                        i + 1,
-                        fold + 1,
-                        k + 1
-                    ));
+                    return Err(PairsError::Misplaced {
+                        line: i,
+                        text: line.to_owned(),
+                        fold: fold + 1,
+                        position: k + 1,
+                        expected: if matched {
+                            "a matched pair: Name n1 n2"
+                        } else {
+                            "a mismatched pair: Name1 n1 Name2 n2"
+                        },
+                    });
                 }
             };
             pairs.push(pair);
@@ -232,9 +294,51 @@ mod tests {
         assert!(
             parse_pairs("2\t2\nA\t1\t2\n")
                 .unwrap_err()
+                .to_string()
                 .contains("ends early")
         );
         assert!(parse_pairs("x\n").is_err());
+    }
+
+    #[test]
+    fn parse_errors_say_where_and_what() {
+        assert!(matches!(parse_pairs("\n \n"), Err(PairsError::Empty)));
+        let err = parse_pairs("\nx 2\n").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PairsError::Header {
+                    line: 2,
+                    source: Some(_),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = parse_pairs("1 1 1\n").unwrap_err();
+        assert!(
+            matches!(err, PairsError::Header { source: None, .. }),
+            "{err}"
+        );
+        let err = parse_pairs("1\t1\n\nA\tone\t2\nA\t1\tB\t2\n").unwrap_err();
+        assert!(
+            matches!(&err, PairsError::ImageNumber { line: 3, number, .. } if number == "one"),
+            "{err}"
+        );
+        let err = parse_pairs("1\t1\nA\t1\tB\t2\nA\t1\t2\n").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PairsError::Misplaced {
+                    line: 2,
+                    fold: 1,
+                    position: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("Name n1 n2"), "{err}");
     }
 
     #[test]

@@ -5,9 +5,9 @@ Usage (from the workspace root):
     python3 -m venv /tmp/dlibvenv
     /tmp/dlibvenv/bin/pip install --only-binary :all: dlib-bin numpy pillow
     pip download --no-deps face_recognition_models==0.3.0 && tar xzf face_recognition_models-0.3.0.tar.gz
-    /tmp/dlibvenv/bin/python bins/convert/tests/data/make_reference.py \
+    /tmp/dlibvenv/bin/python crates/convert/tests/data/make_reference.py \
         face_recognition_models-0.3.0/face_recognition_models/models \
-        crates/fixtures/photos bins/convert/tests/data
+        crates/fixtures/photos crates/convert/tests/data
 
 It writes one aligned 150x150 face chip per photo (`*_chip.png`, cut by dlib's
 get_face_chip from the 5-point landmarks, as face_recognition does) and

@@ -63,7 +63,7 @@ fn conversion_is_reproducible_and_matches_the_committed_model() {
     assert!(
         first == committed,
         "models/dlib_face_recognition_resnet_model_v1.onnx is stale: regenerate it with \
-         `cargo run --release -p facerec-convert -- dlib-resnet`"
+         `cargo run --release -p facerec-convert-cli -- dlib-resnet`"
     );
 }
 

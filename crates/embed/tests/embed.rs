@@ -1,17 +1,19 @@
 //! The embedder on the real dlib model and photos, and the descriptor path for another
-//! model, checked on a tiny ONNX graph written here.
+//! model, checked on a tiny ONNX graph written here with tract's own ONNX messages.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use facerec_convert::onnx::{
-    self, AttributeProto, AttributeType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    TensorProto, TypeProto, ValueInfoProto, tensor_shape_proto, type_proto,
-};
 use facerec_embed::{
     Embedder, EmbedderConfig, Error, Layout, Metric, ModelDescriptor, Normalisation, Warp,
 };
 use facerec_fixtures as fx;
 use image::{Rgb, RgbImage};
 use prost::Message;
+use tract_onnx::pb::attribute_proto::AttributeType;
+use tract_onnx::pb::tensor_proto::DataType;
+use tract_onnx::pb::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto, tensor_shape_proto, type_proto,
+};
 
 /// Landmarks of the face in obama.jpg, as MTCNN finds them.
 const OBAMA: [[f32; 2]; 5] = [
@@ -121,8 +123,8 @@ fn tiny_model(w: &[f32; 24]) -> Vec<u8> {
         name: name.into(),
         r#type: Some(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: onnx::DATA_TYPE_FLOAT,
-                shape: Some(onnx::TensorShapeProto {
+                elem_type: DataType::Float as i32,
+                shape: Some(TensorShapeProto {
                     dim: dims
                         .iter()
                         .map(|d| tensor_shape_proto::Dimension {
@@ -134,7 +136,7 @@ fn tiny_model(w: &[f32; 24]) -> Vec<u8> {
             })),
             denotation: String::new(),
         }),
-        doc_string: String::new(),
+        ..Default::default()
     };
     let node =
         |op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>| NodeProto {
@@ -159,7 +161,7 @@ fn tiny_model(w: &[f32; 24]) -> Vec<u8> {
     };
     let weights = TensorProto {
         dims: vec![3, 8],
-        data_type: onnx::DATA_TYPE_FLOAT,
+        data_type: DataType::Float as i32,
         name: "w".into(),
         raw_data: w.iter().flat_map(|v| v.to_le_bytes()).collect(),
         ..Default::default()

@@ -1,7 +1,7 @@
 //! Wall-clock timing of `Detector::detect` on a few representative image sizes.
 //!
 //! ```text
-//! cargo run --release -p facerec-detect --example timing [-- RUNS [EXTRA_IMAGE...]]
+//! cargo run --release -p detect-timing [-- RUNS [EXTRA_IMAGE...]]
 //! ```
 //!
 //! Images: a 640x480 centre crop (4:3) of `obama.jpg`, a 640x480 crop of its top part
@@ -10,24 +10,25 @@
 //! cache, then `RUNS` times (default 30) on the global rayon pool (all cores) and on a
 //! one-thread pool; the median, min and max wall-clock times are printed with the
 //! process CPU time per run (which, unlike wall-clock time, other processes competing
-//! for the cores hardly affect), plus the first (cold-cache) call on a fresh detector. With `RUST_LOG=facerec_detect=debug` the per-stage timings
-//! and counts are logged too.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! for the cores hardly affect), plus the first (cold-cache) call on a fresh detector. With
+//! `RUST_LOG=facerec_detect=debug` the per-stage timings and counts are logged too.
 
 use std::time::{Duration, Instant};
 
+use anyhow::{Context, Result};
 use facerec_detect::{Detector, DetectorConfig};
 use image::RgbImage;
 use image::imageops::{FilterType, crop_imm, resize};
 
+/// Median, min and max of `times`, in milliseconds.
 fn stats(mut times: Vec<Duration>) -> String {
     times.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let ms = |d: Option<&Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
     format!(
         "median {:7.2} ms  min {:7.2}  max {:7.2}",
-        ms(times[times.len() / 2]),
-        ms(times[0]),
-        ms(times[times.len() - 1])
+        ms(times.get(times.len() / 2)),
+        ms(times.first()),
+        ms(times.last())
     )
 }
 
@@ -52,23 +53,31 @@ fn cpu_ms() -> f64 {
     (ticks(11) + ticks(12)) * 10.0
 }
 
-fn time(detector: &Detector, img: &RgbImage, runs: usize) -> (Vec<Duration>, usize, f64) {
+/// Detects `img` three times to warm the plan cache, then `runs` times: the wall-clock times,
+/// the number of faces and the process CPU time per run.
+fn time(detector: &Detector, img: &RgbImage, runs: usize) -> Result<(Vec<Duration>, usize, f64)> {
     let mut faces = 0;
     for _ in 0..3 {
-        faces = detector.detect(img).unwrap().len();
+        faces = detector.detect(img)?.len();
     }
     let cpu = cpu_ms();
     let times = (0..runs)
         .map(|_| {
             let start = Instant::now();
-            std::hint::black_box(detector.detect(img).unwrap());
-            start.elapsed()
+            std::hint::black_box(detector.detect(img)?);
+            Ok(start.elapsed())
         })
-        .collect();
-    (times, faces, (cpu_ms() - cpu) / runs as f64)
+        .collect::<Result<_>>()?;
+    Ok((times, faces, (cpu_ms() - cpu) / runs as f64))
 }
 
-fn main() {
+fn open(path: &std::path::Path) -> Result<RgbImage> {
+    Ok(image::open(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .to_rgb8())
+}
+
+fn main() -> Result<()> {
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -76,10 +85,14 @@ fn main() {
             .init();
     }
     let mut args = std::env::args().skip(1);
-    let runs: usize = args.next().map(|s| s.parse().expect("RUNS")).unwrap_or(30);
-    let obama = image::open(facerec_fixtures::photo("obama.jpg"))
-        .unwrap()
-        .to_rgb8();
+    let runs: usize = match args.next() {
+        Some(s) => s
+            .parse()
+            .with_context(|| format!("RUNS must be a whole number, not {s:?}"))?,
+        None => 30,
+    };
+    let runs = runs.max(1);
+    let obama = open(&facerec_fixtures::photo("obama.jpg"))?;
     let (w, h) = obama.dimensions();
     let crop_h = w * 3 / 4;
     let centre = resize(
@@ -99,36 +112,35 @@ fn main() {
         ("obama top crop 640x480".to_string(), top),
         (
             "group-sample1 1920x1280".to_string(),
-            image::open(facerec_fixtures::photo("group-sample1.jpg"))
-                .unwrap()
-                .to_rgb8(),
+            open(&facerec_fixtures::photo("group-sample1.jpg"))?,
         ),
     ];
     for path in args {
-        let img = image::open(&path).unwrap().to_rgb8();
+        let img = open(path.as_ref())?;
         images.push((format!("{path} {}x{}", img.width(), img.height()), img));
     }
 
     let models = facerec_fixtures::models_dir();
     let start = Instant::now();
-    let detector = Detector::from_dir(&models, DetectorConfig::default()).unwrap();
+    let detector = Detector::from_dir(&models, DetectorConfig::default())
+        .with_context(|| format!("loading the MTCNN models from {}", models.display()))?;
     println!(
         "load: {:.1} ms; rayon threads: {}",
         start.elapsed().as_secs_f64() * 1e3,
         rayon::current_num_threads()
     );
 
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .context("starting a one-thread pool")?;
     for (name, img) in &images {
-        let fresh = Detector::from_dir(&models, DetectorConfig::default()).unwrap();
+        let fresh = Detector::from_dir(&models, DetectorConfig::default())?;
         let start = Instant::now();
-        fresh.detect(img).unwrap();
+        fresh.detect(img)?;
         let cold = start.elapsed();
-        let (all, faces, all_cpu) = time(&detector, img, runs);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        let (one, _, one_cpu) = pool.install(|| time(&detector, img, runs));
+        let (all, faces, all_cpu) = time(&detector, img, runs)?;
+        let (one, _, one_cpu) = pool.install(|| time(&detector, img, runs))?;
         println!(
             "{name}: {faces} face(s); first call on a fresh detector {:.1} ms",
             cold.as_secs_f64() * 1e3
@@ -136,4 +148,5 @@ fn main() {
         println!("  all cores: {}  (cpu {all_cpu:.1} ms/run)", stats(all));
         println!("  1 thread : {}  (cpu {one_cpu:.1} ms/run)", stats(one));
     }
+    Ok(())
 }

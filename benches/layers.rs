@@ -3,6 +3,10 @@
 //! each convolution.
 //!
 //! `cargo bench -p facerec-benches --bench layers [-- RUNS]`
+//!
+//! It prints a table instead of criterion's statistics, so it is a target of its own rather
+//! than a group of `bench_main`. Like criterion, it takes a name filter: `cargo bench -p
+//! facerec-benches -- embed` skips it, `-- layers` runs it.
 
 // A bench that cannot load its models or photos has nothing to measure: fail loudly.
 #![allow(clippy::expect_used, missing_docs)]
@@ -13,11 +17,20 @@ use facerec::FaceEngine;
 use facerec_fixtures as fx;
 
 fn main() {
-    // `cargo bench` passes `--bench`; a number among the arguments sets the run count.
-    let runs = std::env::args()
-        .skip(1)
+    // `cargo bench` passes `--bench`; a number among the arguments sets the run count, and
+    // any other word is a name filter, as criterion takes it.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runs = args
+        .iter()
         .find_map(|a| a.parse::<usize>().ok())
         .unwrap_or(200);
+    let filtered_out = args
+        .iter()
+        .filter(|a| !a.starts_with('-') && a.parse::<usize>().is_err())
+        .any(|filter| !"layers".contains(filter.as_str()));
+    if filtered_out {
+        return;
+    }
     let engine = FaceEngine::from_dir(fx::models_dir()).expect("loading the models");
     let photo = fx::obama_640x480();
     let face = engine.detect(&photo).expect("detect").remove(0);

@@ -1,69 +1,102 @@
-//! Detection, alignment + embedding, and the end-to-end pipeline on real photos.
+//! Detection, alignment + embedding, and the end-to-end pipeline on real photos: the groups
+//! `detect`, `embed` and `analyze`. Criterion prints the median of each.
 //!
-//! `cargo bench -p facerec-benches --bench pipeline`; criterion prints the median of each.
+//! The models load on first use, and each group's photos and faces when its first bench
+//! runs, so a run filtered to other groups does not pay for them.
 
 // A bench that cannot load its models or photos has nothing to measure: fail loudly.
 #![allow(clippy::expect_used, missing_docs)]
 
+use std::cell::OnceCell;
 use std::hint::black_box;
+use std::sync::OnceLock;
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use facerec::{DecodeLimits, FaceEngine, decode_image};
+use criterion::{Criterion, criterion_group};
+use facerec::{DecodeLimits, Detection, FaceEngine, decode_image};
 use facerec_fixtures as fx;
+use image::RgbImage;
 
-fn engine() -> FaceEngine {
-    FaceEngine::from_dir(fx::models_dir()).expect("loading the models")
+/// The engine, loaded once for every group that runs.
+fn engine() -> &'static FaceEngine {
+    static ENGINE: OnceLock<FaceEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| FaceEngine::from_dir(fx::models_dir()).expect("loading the models"))
 }
 
+/// A bench name, how to load its photo, and how many faces the photo holds.
+type Photo = (&'static str, fn() -> RgbImage, usize);
+
 fn detection(c: &mut Criterion) {
-    let engine = engine();
-    let small = fx::obama_640x480();
-    let large = image::open(fx::photo("group-sample1.jpg"))
-        .expect("group photo")
-        .to_rgb8();
-    assert_eq!(large.dimensions(), (1920, 1280));
     let mut g = c.benchmark_group("detect");
     g.sample_size(30);
-    for (name, img, faces) in [("640x480", &small, 1), ("1920x1280", &large, 3)] {
-        assert_eq!(engine.detect(img).expect("detect").len(), faces, "{name}");
+    let load_large = || {
+        let large = image::open(fx::photo("group-sample1.jpg"))
+            .expect("group photo")
+            .to_rgb8();
+        assert_eq!(large.dimensions(), (1920, 1280));
+        large
+    };
+    let photos: [Photo; 2] = [
+        ("640x480", fx::obama_640x480, 1),
+        ("1920x1280", load_large, 3),
+    ];
+    for (name, load, faces) in photos {
+        let img = OnceCell::new();
         g.bench_function(name, |b| {
-            b.iter(|| engine.detect(black_box(img)).expect("detect"))
+            let img = img.get_or_init(|| {
+                let img = load();
+                assert_eq!(
+                    engine().detect(&img).expect("detect").len(),
+                    faces,
+                    "{name}"
+                );
+                img
+            });
+            b.iter(|| engine().detect(black_box(img)).expect("detect"))
         });
     }
     g.finish();
 }
 
 fn embedding(c: &mut Criterion) {
-    let engine = engine();
-    let img = fx::obama_640x480();
-    let face = engine.detect(&img).expect("detect").remove(0);
+    // The photo, its face and the face's aligned chip.
+    let prepared: OnceCell<(RgbImage, Detection, RgbImage)> = OnceCell::new();
+    let setup = || {
+        prepared.get_or_init(|| {
+            let img = fx::obama_640x480();
+            let face = engine().detect(&img).expect("detect").remove(0);
+            let chip = engine()
+                .embedder()
+                .align(&img, &face.landmarks)
+                .expect("align");
+            (img, face, chip)
+        })
+    };
     let mut g = c.benchmark_group("embed");
     g.sample_size(50);
     g.bench_function("align", |b| {
+        let (img, face, _) = setup();
         b.iter(|| {
-            engine
+            engine()
                 .embedder()
-                .align(black_box(&img), &face.landmarks)
+                .align(black_box(img), &face.landmarks)
                 .expect("align")
         })
     });
-    let chip = engine
-        .embedder()
-        .align(&img, &face.landmarks)
-        .expect("align");
     g.bench_function("embed aligned chip (1 thread)", |b| {
+        let (_, _, chip) = setup();
         b.iter(|| {
-            engine
+            engine()
                 .embedder()
-                .embed_chip(black_box(&chip))
+                .embed_chip(black_box(chip))
                 .expect("embed")
         })
     });
     g.bench_function("align+embed per face (1 thread)", |b| {
+        let (img, face, _) = setup();
         b.iter(|| {
-            engine
+            engine()
                 .embedder()
-                .embed(black_box(&img), &face.landmarks)
+                .embed(black_box(img), &face.landmarks)
                 .expect("embed")
         })
     });
@@ -71,7 +104,6 @@ fn embedding(c: &mut Criterion) {
 }
 
 fn end_to_end(c: &mut Criterion) {
-    let engine = engine();
     let jpeg = fx::encode_jpeg(&fx::obama_640x480());
     let group = fx::photo_bytes("group-sample1.jpg");
     let mut g = c.benchmark_group("analyze");
@@ -84,7 +116,7 @@ fn end_to_end(c: &mut Criterion) {
             b.iter(|| {
                 let image =
                     decode_image(black_box(bytes), &DecodeLimits::default()).expect("decode");
-                engine.analyze(&image).expect("analyze")
+                engine().analyze(&image).expect("analyze")
             })
         });
     }
@@ -92,4 +124,3 @@ fn end_to_end(c: &mut Criterion) {
 }
 
 criterion_group!(benches, detection, embedding, end_to_end);
-criterion_main!(benches);

@@ -661,15 +661,18 @@ mod tests {
         assert_eq!(net.cached_plans(), 2);
     }
 
+    /// P-Net asked for an output it does not have.
+    const NO_SUCH_OUTPUT: NetSpec = NetSpec {
+        name: "pnet",
+        shape: [Dim::Fixed(1); 4],
+        outputs: &["nope"],
+        merge_heads: false,
+        capacity: 1,
+    };
+
     #[test]
     fn load_errors_name_the_problem() {
-        let spec = NetSpec {
-            name: "pnet",
-            shape: [Dim::Fixed(1); 4],
-            outputs: &["nope"],
-            merge_heads: false,
-            capacity: 1,
-        };
+        let spec = NO_SUCH_OUTPUT;
         let err = Net::load(&spec, &facerec_fixtures::models_dir().join("pnet.onnx"))
             .unwrap_err()
             .to_string();
@@ -682,13 +685,12 @@ mod tests {
     #[test]
     fn causes_stay_in_the_error_chain() {
         use std::error::Error as _;
-        let spec = NetSpec {
-            name: "pnet",
-            shape: [Dim::Fixed(1); 4],
-            outputs: &["softmax"],
-            merge_heads: false,
-            capacity: 1,
-        };
+        let spec = NO_SUCH_OUTPUT;
+        let err = Net::load(&spec, &facerec_fixtures::models_dir().join("pnet.onnx")).unwrap_err();
+        assert!(
+            matches!(&err, Error::ModelGraph { mismatch: GraphMismatch::NoTensor { name }, .. } if name == "nope"),
+            "{err}"
+        );
         let missing = Net::load(&spec, std::path::Path::new("/nonexistent/pnet.onnx")).unwrap_err();
         let io = missing.source().unwrap().downcast_ref::<std::io::Error>();
         assert_eq!(

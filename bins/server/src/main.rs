@@ -1,6 +1,9 @@
 //! `facerec-server`: the Face API over HTTP. Reads flags (or `FACEREC_*` variables), sets up
-//! logging, loads the models once, opens the data dir and runs the server from `facerec-api`
-//! until SIGINT or SIGTERM, then flushes the face store.
+//! logging, loads the models once, opens the face store (sled in the data dir, or a shared
+//! PostgreSQL) and runs the server from `facerec-api` until SIGINT or SIGTERM, then flushes
+//! the face store. `facerec-server store copy` moves face sets between stores.
+
+mod store;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -8,14 +11,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use facerec::FaceEngine;
 use facerec_api::{ApiConfig, FaceService, ServerOptions};
+use facerec_store::StoreConfig;
+use facerec_store_postgres::Postgres;
+
+use crate::store::StoreSpec;
 
 /// Self-hosted face recognition: the Face API over HTTP.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on.
     #[arg(long, env = "FACEREC_BIND", default_value = "127.0.0.1:5000")]
     bind: String,
@@ -23,6 +32,23 @@ struct Args {
     /// Data dir: face sets in DATA_DIR/faces, face crops in DATA_DIR/crops.
     #[arg(long, env = "FACEREC_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
+
+    /// Where the face sets (and face tokens) live: sled:DATA_DIR, embedded, for one server
+    /// [default: sled:<--data-dir>]; or postgres://USER@HOST[:PORT]/DB, shared by several
+    /// servers behind a load balancer.
+    #[arg(long, env = "FACEREC_STORE", value_name = "STORE")]
+    store: Option<StoreSpec>,
+
+    #[arg(
+        long,
+        env = "FACEREC_POOL_SIZE",
+        value_name = "N",
+        help = with_default(
+            "Most PostgreSQL connections held (with --store postgres://...)",
+            store::pg_config("", None).pool_size,
+        )
+    )]
+    pool_size: Option<usize>,
 
     /// Folder with the ONNX models (pnet, rnet, onet and the embedding model).
     #[arg(long, env = "FACEREC_MODELS_DIR", default_value = "./models")]
@@ -77,6 +103,33 @@ struct Args {
     log_format: LogFormat,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Face store maintenance.
+    Store {
+        #[command(subcommand)]
+        action: StoreCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copies every face set from one store into another, empty one (sled to PostgreSQL or
+    /// back), then checks that both hold the same faces (counts and a SHA-256 of every
+    /// face). Copy a store no server is writing to.
+    Copy {
+        /// The store to copy: sled:DATA_DIR or postgres://USER@HOST/DB.
+        #[arg(long, value_name = "STORE")]
+        from: StoreSpec,
+        /// The store to fill.
+        #[arg(long, value_name = "STORE")]
+        to: StoreSpec,
+        /// Most PostgreSQL connections held.
+        #[arg(long, value_name = "N")]
+        pool_size: Option<usize>,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     /// Human-readable lines.
@@ -96,9 +149,20 @@ fn with_default(help: &str, default: impl std::fmt::Display) -> String {
 }
 
 impl Args {
+    /// The store to serve: `--store`, else sled in `--data-dir`.
+    fn store(&self) -> StoreSpec {
+        self.store
+            .clone()
+            .unwrap_or_else(|| StoreSpec::Sled(self.data_dir.clone()))
+    }
+
     /// The service configuration: the library's defaults, overridden by the flags given.
     fn api_config(&self) -> ApiConfig {
-        let mut config = ApiConfig::new(&self.data_dir);
+        let data_dir = match self.store() {
+            StoreSpec::Sled(dir) => dir,
+            StoreSpec::Postgres(_) => self.data_dir.clone(),
+        };
+        let mut config = ApiConfig::new(data_dir);
         if let Some(max) = self.max_tokens {
             config.tokens.max_entries = max;
         }
@@ -118,14 +182,20 @@ impl Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.log_format);
+    if let Some(Command::Store {
+        action:
+            StoreCommand::Copy {
+                from,
+                to,
+                pool_size,
+            },
+    }) = &args.command
+    {
+        return store::run_copy(from, to, *pool_size);
+    }
 
     let engine = load_models(&args.models_dir)?;
-    let service = FaceService::open(engine, args.api_config()).with_context(|| {
-        format!(
-            "cannot use data dir {} (pass --data-dir or FACEREC_DATA_DIR)",
-            args.data_dir.display()
-        )
-    })?;
+    let service = open_service(&args, engine)?;
 
     let listener = TcpListener::bind(&args.bind).with_context(|| {
         format!(
@@ -148,6 +218,30 @@ fn main() -> anyhow::Result<()> {
     service.flush().context("flushing the face store")?;
     tracing::info!("stopped; face store flushed");
     Ok(())
+}
+
+/// The service on the store `--store` names.
+fn open_service(args: &Args, engine: Arc<FaceEngine>) -> anyhow::Result<FaceService> {
+    let config = args.api_config();
+    let spec = args.store();
+    match &spec {
+        StoreSpec::Sled(dir) => FaceService::open(engine, config).with_context(|| {
+            format!(
+                "cannot use data dir {} (pass --data-dir, or --store / FACEREC_STORE)",
+                dir.display()
+            )
+        }),
+        StoreSpec::Postgres(url) => {
+            let hint = || format!("cannot use {spec} (pass --store or FACEREC_STORE)");
+            let pg = Postgres::connect(store::pg_config(url, args.pool_size)).with_context(hint)?;
+            let model = engine.model();
+            let faces = pg
+                .face_store(StoreConfig::new(model.id.clone(), model.dims))
+                .with_context(hint)?;
+            let tokens = pg.token_store(config.tokens);
+            FaceService::new(engine, Arc::new(faces), Arc::new(tokens), config).with_context(hint)
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {

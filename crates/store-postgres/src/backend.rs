@@ -145,6 +145,15 @@ impl Backend {
         }
         pg.connect_timeout(config.connect_timeout);
         pg.application_name("facerec");
+        // The database gives up too, soon after the client has: a statement cut off by the
+        // deadline does not keep a connection (or a lock) busy for long.
+        let statement_ms = (config.op_timeout * 2).as_millis();
+        let options = match pg.get_options() {
+            Some(given) => format!("{given} -c statement_timeout={statement_ms}"),
+            None => format!("-c statement_timeout={statement_ms}"),
+        };
+        pg.options(&options);
+        pg.keepalives_idle(Duration::from_secs(10));
         let place = describe(&pg);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -181,6 +181,8 @@ async fn load_all(
     tx: &impl GenericClient,
     dims: usize,
 ) -> std::result::Result<(FaceIndex, i64), PgError> {
+    // Reading a million faces takes longer than one request may.
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     let seq: i64 = tx
         .query_one(
             "SELECT greatest((SELECT coalesce(max(seq), 0) FROM face_changes),

@@ -144,6 +144,16 @@ impl Postgres {
         PgStore::open(Arc::clone(&self.backend), config)
     }
 
+    /// The model id and embedding size recorded in the database, or `None` before the first
+    /// [`face_store`](Self::face_store) (for tools that copy a store whatever its model).
+    pub fn recorded_model(&self) -> Result<Option<(String, usize)>> {
+        let (pool, place) = (self.backend.pool.clone(), self.backend.place.clone());
+        self.backend.run(
+            || format!("reading the model of {}", self.backend.place),
+            async move { schema::recorded_model(&pool.get().await?, &place).await },
+        )
+    }
+
     /// The shared token store, bounded by `config`.
     pub fn token_store(&self, config: TokenCacheConfig) -> PgTokens {
         PgTokens::new(Arc::clone(&self.backend), config)

@@ -1,7 +1,7 @@
 //! The schema, made by versioned migrations at start, and the record of which model's
 //! embeddings the database holds.
 
-use deadpool_postgres::Object;
+use deadpool_postgres::{GenericClient, Object};
 use facerec_store::{Error, StoreConfig};
 
 use crate::backend::PgError;
@@ -83,16 +83,12 @@ pub(crate) async fn migrate(client: &mut Object, place: &str) -> Result<Vec<i32>
     Ok(now)
 }
 
-/// Records the model on first use, or refuses a database made with another model or size.
-pub(crate) async fn check_model(
-    client: &mut Object,
-    config: &StoreConfig,
+/// The model id and dims recorded, if any.
+pub(crate) async fn recorded_model(
+    client: &impl GenericClient,
     place: &str,
-) -> Result<(), PgError> {
-    let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await?;
-    let rows = tx
+) -> Result<Option<(String, usize)>, PgError> {
+    let rows = client
         .query(
             "SELECT key, value FROM facerec_meta WHERE key IN ('model_id', 'dims')",
             &[],
@@ -104,7 +100,30 @@ pub(crate) async fn check_model(
             .map(|r| r.get::<_, String>(1))
     };
     match (get("model_id"), get("dims")) {
-        (None, None) => {
+        (Some(model), Some(dims)) => {
+            let dims = dims.parse::<usize>().map_err(|_| {
+                PgError::Store(Error::Corrupt {
+                    what: format!("facerec_meta of {place}"),
+                    reason: format!("dims is '{dims}'"),
+                })
+            })?;
+            Ok(Some((model, dims)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Records the model on first use, or refuses a database made with another model or size.
+pub(crate) async fn check_model(
+    client: &mut Object,
+    config: &StoreConfig,
+    place: &str,
+) -> Result<(), PgError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    match recorded_model(&tx, place).await? {
+        None => {
             tx.execute(
                 "INSERT INTO facerec_meta (key, value) VALUES ('model_id', $1), ('dims', $2)",
                 &[&config.model_id, &config.dims.to_string()],
@@ -114,17 +133,11 @@ pub(crate) async fn check_model(
             tracing::info!(model_id = %config.model_id, dims = config.dims, place, "recorded the model of a new face store");
             Ok(())
         }
-        (Some(model), Some(dims)) => {
-            let stored_dims = dims.parse::<usize>().map_err(|_| {
-                PgError::Store(Error::Corrupt {
-                    what: format!("facerec_meta of {place}"),
-                    reason: format!("dims is '{dims}'"),
-                })
-            })?;
-            if model != config.model_id || stored_dims != config.dims {
+        Some((stored_model, stored_dims)) => {
+            if stored_model != config.model_id || stored_dims != config.dims {
                 let err = Error::ModelMismatch {
                     place: place.to_owned(),
-                    stored_model: model,
+                    stored_model,
                     stored_dims,
                     model: config.model_id.clone(),
                     dims: config.dims,
@@ -134,9 +147,5 @@ pub(crate) async fn check_model(
             }
             Ok(())
         }
-        _ => Err(PgError::Store(Error::Corrupt {
-            what: format!("facerec_meta of {place}"),
-            reason: "one of model_id and dims is missing".to_owned(),
-        })),
     }
 }

@@ -278,6 +278,36 @@ impl SledStore {
         })
     }
 
+    /// The model id and embedding size recorded in the data dir at `path`, or `None` when
+    /// it holds no store yet (for tools that copy a store whatever its model).
+    pub fn recorded_model(path: impl AsRef<Path>) -> Result<Option<(String, usize)>> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let db = open_db(path, &StoreConfig::new("any", 1))?;
+        let meta = db
+            .open_tree(META_TREE)
+            .map_err(|e| sled_err(format!("opening meta tree in {}", path.display()), e))?;
+        let read = |key: &[u8]| {
+            meta.get(key)
+                .map_err(|e| sled_err(format!("reading meta of {}", path.display()), e))
+        };
+        let (Some(model), Some(dims)) = (read(META_MODEL)?, read(META_DIMS)?) else {
+            return Ok(None);
+        };
+        let corrupt = |reason: &str| Error::Corrupt {
+            what: format!("meta tree of data dir {}", path.display()),
+            reason: reason.to_owned(),
+        };
+        let model =
+            String::from_utf8(model.to_vec()).map_err(|_| corrupt("model id is not UTF-8"))?;
+        let dims = <[u8; 4]>::try_from(&*dims)
+            .map(|d| u32::from_le_bytes(d) as usize)
+            .map_err(|_| corrupt("dims are not 4 bytes"))?;
+        Ok(Some((model, dims)))
+    }
+
     /// The data dir.
     pub fn path(&self) -> &Path {
         &self.path

@@ -1,6 +1,8 @@
 //! Exact search over 100k and 1M random 128-d embeddings (norm 1.3, like the
-//! real model), threshold 0.6: the in-memory [`FaceMatrix`] directly, and
-//! [`SledStore`] for 100k: the group `search`.
+//! real model), threshold 0.6: the in-memory [`FaceMatrix`] directly,
+//! [`SledStore`] for 100k, and the PostgreSQL store for 100k and 1M (with the
+//! time to write them and to load them at start; skipped, saying so, without a
+//! PostgreSQL server): the group `search`.
 //!
 //! Medians are in `target/criterion/search/*/new/estimates.json`. Also prints the
 //! memory used per face beyond the embedding (RSS delta and computed heap bytes).
@@ -174,4 +176,98 @@ fn sled_store(dir: &std::path::Path, n: usize) -> (SledStore, Vec<f32>) {
     (store, query)
 }
 
-criterion_group!(benches, matrix_search, sled_search);
+/// A PostgreSQL store of `n` random faces (the same as the matrix bench's) in a fresh
+/// database, written in batches, then opened again by a second store as a starting server
+/// would: its load time and memory are printed.
+fn postgres_store(
+    n: usize,
+    seed: u64,
+) -> Option<(
+    facerec_fixtures::postgres::TestDatabase,
+    facerec_store_postgres::PgStore,
+    Vec<f32>,
+)> {
+    use facerec_store_postgres::{PgConfig, Postgres};
+    let db = facerec_fixtures::postgres::fresh_database("bench")?;
+    let writer = Postgres::connect(PgConfig::new(&db.url))
+        .unwrap()
+        .face_store(StoreConfig::new(MODEL, DIMS))
+        .unwrap();
+    let mut rng = Rng(seed);
+    let started = Instant::now();
+    let mut query = Vec::new();
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..n {
+        let v = random_embedding(&mut rng);
+        if i == n / 3 {
+            query = query_near(&v, &mut rng);
+        }
+        batch.push(FaceRecord::new(
+            random_token(&mut rng),
+            format!("person {i}"),
+            v,
+            MODEL,
+        ));
+        if batch.len() == 10_000 {
+            writer
+                .add_many("bench", std::mem::take(&mut batch))
+                .unwrap();
+        }
+    }
+    let written = started.elapsed();
+    drop(writer);
+    let rss0 = rss_bytes();
+    let started = Instant::now();
+    let store = Postgres::connect(PgConfig::new(&db.url))
+        .unwrap()
+        .face_store(StoreConfig::new(MODEL, DIMS))
+        .unwrap();
+    let loaded = started.elapsed();
+    let rss1 = rss_bytes();
+    eprintln!(
+        "PostgreSQL store of {n} faces written in {written:.1?} ({:.0} faces/s in batches of \
+         10,000); loaded at start in {loaded:.2?}; matrix {} bytes/face; RSS delta of the load \
+         {} MB (nproc {})",
+        n as f64 / written.as_secs_f64(),
+        store.matrix_bytes() / n,
+        rss1.zip(rss0).map_or(0, |(b, a)| b.saturating_sub(a) >> 20),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    Some((db, store, query))
+}
+
+fn postgres_search(c: &mut Criterion) {
+    let mut group = c.benchmark_group("search");
+    for (label, n) in [("100k", 100_000usize), ("1M", 1_000_000)] {
+        type Opened = Option<(
+            facerec_fixtures::postgres::TestDatabase,
+            facerec_store_postgres::PgStore,
+            Vec<f32>,
+        )>;
+        let opened: OnceCell<Opened> = OnceCell::new();
+        if n >= 1_000_000 {
+            group.sample_size(20);
+            group.measurement_time(Duration::from_secs(8));
+        }
+        group.bench_function(format!("postgres_{label}"), |b| {
+            // the same faces and query as matrix_{label}
+            let Some((_, store, query)) = opened
+                .get_or_init(|| postgres_store(n, 0xFACE + n as u64))
+                .as_ref()
+            else {
+                b.iter(|| ());
+                return;
+            };
+            b.iter(|| {
+                black_box(
+                    store
+                        .search("bench", black_box(query), THRESHOLD, None)
+                        .unwrap(),
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matrix_search, sled_search, postgres_search);

@@ -298,7 +298,11 @@ fn a_server_killed_mid_adds_loses_no_acknowledged_face() {
         },
     );
     for set in &acknowledged {
-        assert_eq!(found(&b, &token, set), std::slice::from_ref(&token), "{set}");
+        assert_eq!(
+            found(&b, &token, set),
+            std::slice::from_ref(&token),
+            "{set}"
+        );
     }
     // and a restarted A loads them all
     let a = ServerProcess::start_with(&[OsStr::new("--store"), OsStr::new(&db.url)]);

@@ -1,6 +1,7 @@
 //! A load generator for `facerec-server`: `--clients` threads POST one photo to `/detect`
-//! back to back for `--seconds`, then it reports throughput, latency percentiles, answers by
-//! status and, with `--pid`, the server's memory before, during and after the run.
+//! (or, with `--endpoint addface`, enrol the photo's face with `/addface`) back to back for
+//! `--seconds`, then it reports throughput, latency percentiles, answers by status and, with
+//! `--pid`, the server's memory before, during and after the run.
 //!
 //! ```sh
 //! cargo build --release -p facerec-server -p load-test
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 /// Load generator for facerec-server: concurrent POST /detect of one photo.
 #[derive(Debug, Parser)]
@@ -45,10 +46,25 @@ struct Args {
     #[arg(long)]
     pid: Option<u32>,
 
+    /// What each request does: `detect` POSTs the photo to /detect; `addface` detects it
+    /// once, then enrols its largest face with GET /addface, each client in its own 1000
+    /// face sets in turn (new faces first, then replacements), so every request is a durable
+    /// write.
+    #[arg(long, value_enum, default_value_t = Endpoint::Detect)]
+    endpoint: Endpoint,
+
     /// Instead of a load test: crop --image to 4:3 (full width, upper third kept, where faces
     /// sit in portraits), resize it to 640x480, write it here as a JPEG (quality 92), and exit.
     #[arg(long, value_name = "OUT.jpg")]
     make_640x480: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Endpoint {
+    /// POST /detect with the photo.
+    Detect,
+    /// GET /addface with the token of the photo's largest face.
+    Addface,
 }
 
 /// Multipart boundary of the upload.
@@ -73,9 +89,29 @@ fn main() -> Result<()> {
         .into_dimensions()
         .with_context(|| format!("{} is not a JPEG or PNG", args.image.display()))?;
     let body = multipart(&photo);
-    let url = format!("{}/detect", args.url.trim_end_matches('/'));
+    let base = args.url.trim_end_matches('/');
+    let detect_url = format!("{base}/detect");
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    let request: Box<Request> = match args.endpoint {
+        Endpoint::Detect => Box::new(move |agent: &ureq::Agent, _client, _i| {
+            agent
+                .post(&detect_url)
+                .header("Content-Type", &content_type)
+                .send(&body)
+        }),
+        Endpoint::Addface => {
+            let token = largest_face_token(&detect_url, &content_type, &body)?;
+            let add_url = format!("{base}/addface?face_token={token}&face_name=load");
+            Box::new(move |agent: &ureq::Agent, client, i| {
+                agent
+                    .get(format!("{add_url}&face_set=load-c{client}-{}", i % 1000))
+                    .call()
+            })
+        }
+    };
     println!(
-        "load-test: POST {url}, {} clients, {} s, {} ({width}x{height}, {:.1} KB)",
+        "load-test: {:?} on {base}, {} clients, {} s, {} ({width}x{height}, {:.1} KB)",
+        args.endpoint,
         args.clients,
         args.seconds,
         args.image.display(),
@@ -83,12 +119,36 @@ fn main() -> Result<()> {
     );
 
     let before = args.pid.map(memory).transpose()?;
-    let run = run(&args, &url, &body)?;
+    let run = run(&args, &*request)?;
     // let the server settle (in-flight work, freed buffers) before the last sample
     std::thread::sleep(Duration::from_secs(1));
     let after = args.pid.map(memory).transpose()?;
     report(&run, before, after);
     Ok(())
+}
+
+/// One request of client `client`, its `i`-th.
+type Request = dyn Fn(&ureq::Agent, usize, u64) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>
+    + Sync;
+
+/// POSTs the photo to /detect once; the token of its largest face.
+fn largest_face_token(url: &str, content_type: &str, body: &[u8]) -> Result<String> {
+    let mut res = ureq::post(url)
+        .header("Content-Type", content_type)
+        .send(body)
+        .with_context(|| format!("POST {url}"))?;
+    let v: serde_json::Value = serde_json::from_slice(&res.body_mut().read_to_vec()?)?;
+    let area = |f: &serde_json::Value| -> f64 {
+        let (tl, br) = (&f["top_left"], &f["bottom_right"]);
+        (br[0].as_f64().unwrap_or(0.0) - tl[0].as_f64().unwrap_or(0.0))
+            * (br[1].as_f64().unwrap_or(0.0) - tl[1].as_f64().unwrap_or(0.0))
+    };
+    v["faces"]
+        .as_array()
+        .and_then(|faces| faces.iter().max_by(|a, b| area(a).total_cmp(&area(b))))
+        .and_then(|f| f["face_token"].as_str())
+        .map(str::to_owned)
+        .with_context(|| format!("no face in the photo: {v}"))
 }
 
 /// What one client saw.
@@ -112,16 +172,18 @@ struct Run {
 }
 
 /// Runs the clients until `--seconds` have passed, sampling the server every second.
-fn run(args: &Args, url: &str, body: &[u8]) -> Result<Run> {
+fn run(args: &Args, request: &Request) -> Result<Run> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.seconds);
     let answered = AtomicU64::new(0);
     let done = AtomicBool::new(false);
-    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
 
     std::thread::scope(|s| -> Result<Run> {
         let clients: Vec<_> = (0..args.clients)
-            .map(|_| s.spawn(|| client(url, &content_type, body, deadline, &answered)))
+            .map(|c| {
+                let answered = &answered;
+                s.spawn(move || client(c, request, deadline, answered))
+            })
             .collect();
         let sampler = s.spawn(|| sample(args.pid, started, &answered, &done));
 
@@ -144,41 +206,37 @@ fn run(args: &Args, url: &str, body: &[u8]) -> Result<Run> {
 }
 
 /// One client: its own connection, one request at a time until the deadline.
-fn client(
-    url: &str,
-    content_type: &str,
-    body: &[u8],
-    deadline: Instant,
-    answered: &AtomicU64,
-) -> ClientLog {
+fn client(id: usize, request: &Request, deadline: Instant, answered: &AtomicU64) -> ClientLog {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(REQUEST_TIMEOUT))
         .build()
         .into();
     let mut log = ClientLog::default();
-    while Instant::now() < deadline {
+    for i in 0.. {
+        if Instant::now() >= deadline {
+            break;
+        }
         let sent = Instant::now();
-        let answer = agent
-            .post(url)
-            .header("Content-Type", content_type)
-            .send(body)
-            .and_then(|mut res| {
-                let status = res.status().as_u16();
-                let bytes = res.body_mut().read_to_vec()?;
-                Ok((status, bytes))
-            });
+        let answer = request(&agent, id, i).and_then(|mut res| {
+            let status = res.status().as_u16();
+            let bytes = res.body_mut().read_to_vec()?;
+            Ok((status, bytes))
+        });
         let latency = sent.elapsed();
         answered.fetch_add(1, Ordering::Relaxed);
         match answer {
             Ok((200, bytes)) => {
                 log.latencies.push(latency);
-                let faces = serde_json::from_slice::<serde_json::Value>(&bytes)
-                    .ok()
-                    .and_then(|v| v["face_num"].as_u64());
-                match faces {
-                    Some(n) => *log.faces.entry(n).or_default() += 1,
-                    None => *log.errors.entry("200 without face_num".into()).or_default() += 1,
+                // /detect answers count faces; /addface answers name the face
+                let v = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+                match v
+                    .as_ref()
+                    .map(|v| (v["face_num"].as_u64(), v["success"].as_bool()))
+                {
+                    Some((Some(n), _)) => *log.faces.entry(n).or_default() += 1,
+                    Some((None, Some(true))) => {}
+                    _ => *log.errors.entry("200 without success".into()).or_default() += 1,
                 }
             }
             Ok((status, bytes)) => {

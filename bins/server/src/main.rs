@@ -34,7 +34,7 @@ struct Args {
     data_dir: PathBuf,
 
     /// Where the face sets (and face tokens) live: sled:DATA_DIR, embedded, for one server
-    /// [default: sled:<--data-dir>]; or postgres://USER@HOST[:PORT]/DB, shared by several
+    /// [default: sled:<--data-dir>]; or postgres://USER@HOST:PORT/DB, shared by several
     /// servers behind a load balancer.
     #[arg(long, env = "FACEREC_STORE", value_name = "STORE")]
     store: Option<StoreSpec>,

@@ -65,7 +65,7 @@ pub(crate) async fn detect(
     params(AddFaceInput),
     responses(
         (status = 200, description = "Success.", body = wire::AddFaceReply),
-        BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, InternalError,
+        BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, InternalError, Overloaded,
     )
 )]
 pub(crate) async fn add_face(
@@ -89,7 +89,7 @@ pub(crate) async fn add_face(
     )),
     responses(
         (status = 200, description = "Success.", body = wire::AddFaceReply),
-        BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, InternalError,
+        BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, InternalError, Overloaded,
     )
 )]
 pub(crate) async fn add_face_form(
@@ -108,7 +108,7 @@ pub(crate) async fn add_face_form(
     params(RemoveFaceInput),
     responses(
         (status = 200, description = "Success.", body = wire::RemoveFaceReply),
-        BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, InternalError,
+        BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, InternalError, Overloaded,
     )
 )]
 pub(crate) async fn remove_face(
@@ -132,7 +132,7 @@ pub(crate) async fn remove_face(
     )),
     responses(
         (status = 200, description = "Success.", body = wire::RemoveFaceReply),
-        BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, InternalError,
+        BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, InternalError, Overloaded,
     )
 )]
 pub(crate) async fn remove_face_form(
@@ -245,7 +245,7 @@ pub(crate) async fn face_sets(service: Data<FaceService>) -> Answer {
     params(FaceSetPageInput),
     responses(
         (status = 200, description = "Success.", body = wire::FaceSetReply),
-        BadRequest, InternalError,
+        BadRequest, InternalError, Overloaded,
     )
 )]
 pub(crate) async fn face_set(
@@ -265,7 +265,7 @@ pub(crate) async fn face_set(
     params(("face_name" = String, Path, pattern = r"^[A-Za-z0-9]{24}\.jpg$")),
     responses(
         (status = 200, description = "The crop.", body = inline(Jpeg), content_type = "image/jpeg"),
-        BadRequest, NotFound, InternalError,
+        BadRequest, NotFound, InternalError, Overloaded,
     )
 )]
 pub(crate) async fn crop(service: Data<FaceService>, name: Path<String>) -> Answer {
@@ -294,7 +294,7 @@ pub(crate) async fn health() -> Answer {
     summary = "Readiness: models loaded and face store answering",
     responses(
         (status = 200, description = "Success.", body = wire::ReadyReply),
-        InternalError,
+        InternalError, Overloaded,
     )
 )]
 pub(crate) async fn ready(service: Data<FaceService>) -> Answer {

@@ -160,8 +160,9 @@ impl<const STATUS: u16> SharedError<STATUS> {
         },
         503 => SharedErrorDoc {
             name: "Overloaded",
-            description: "1003 INTERNAL_ERROR: the inference queue is full; retry after the \
-                Retry-After header (1 s).",
+            description: "1003 INTERNAL_ERROR: the inference queue is full, or the shared face \
+                store (PostgreSQL) cannot be reached now; retry after the Retry-After header \
+                (1 s).",
             header: Some("Retry-After"),
         },
         _ => panic!("no shared error answer has this status"),

@@ -147,10 +147,12 @@ impl Backend {
         pg.application_name("facerec");
         // The database gives up too, soon after the client has: a statement cut off by the
         // deadline does not keep a connection (or a lock) busy for long.
+        // JIT compiles for hundreds of milliseconds what runs in one here: off.
         let statement_ms = (config.op_timeout * 2).as_millis();
+        let ours = format!("-c statement_timeout={statement_ms} -c jit=off");
         let options = match pg.get_options() {
-            Some(given) => format!("{given} -c statement_timeout={statement_ms}"),
-            None => format!("-c statement_timeout={statement_ms}"),
+            Some(given) => format!("{given} {ours}"),
+            None => ours,
         };
         pg.options(&options);
         pg.keepalives_idle(Duration::from_secs(10));

@@ -16,6 +16,7 @@ use tokio_postgres::IsolationLevel;
 
 use crate::backend::{Backend, PgError, embedding_bytes, embedding_from};
 use crate::schema::{CHANGE_LOCK, CHANNEL};
+use crate::writer::{Write, Writer, Written};
 
 /// Changes read per query while catching up.
 const CHANGE_BATCH: i64 = 10_000;
@@ -34,6 +35,7 @@ const CHANGE_BATCH: i64 = 10_000;
 pub struct PgStore {
     backend: Arc<Backend>,
     follower: Arc<Follower>,
+    writer: Arc<Writer>,
     config: StoreConfig,
 }
 
@@ -55,6 +57,9 @@ pub(crate) struct Follower {
     apply: tokio::sync::Mutex<()>,
     pub(crate) wake: tokio::sync::Notify,
     dims: usize,
+    /// Sent with this store's notifications, so that it ignores its own (it has applied
+    /// its writes before they return).
+    pub(crate) instance: String,
 }
 
 impl Follower {
@@ -69,58 +74,79 @@ impl Follower {
         let mut client = pool.get().await?;
         loop {
             let from = self.applied();
-            let tx = client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
-            let pruned: i64 = tx
-                .query_one("SELECT pruned_through FROM facerec_log", &[])
-                .await?
-                .get(0);
-            if pruned > from {
-                let started = Instant::now();
-                let (index, seq) = load_all(&tx, self.dims).await?;
-                tx.commit().await?;
-                let faces = index.faces();
-                self.index.replace(index);
-                self.applied.store(seq, Ordering::Release);
-                tracing::warn!(
-                    from,
-                    pruned,
-                    seq,
-                    faces,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "the change log was pruned past what this server had seen: reloaded every face"
-                );
-                continue;
-            }
-            let rows = tx
+            // One statement, one snapshot: the prune mark and the changes after `from`, at
+            // least one row (the mark) even when there is no change.
+            let rows = client
                 .query(
-                    "SELECT c.seq, c.set_name, c.token, f.name, f.embedding, s.name IS NOT NULL
-                     FROM face_changes c
-                     LEFT JOIN faces f ON f.set_name = c.set_name AND f.token = c.token
-                     LEFT JOIN face_sets s ON s.name = c.set_name
-                     WHERE c.seq > $1 ORDER BY c.seq LIMIT $2",
+                    "SELECT log.pruned_through, c.seq, c.set_name, c.token, c.name, c.embedding,
+                            c.set_exists
+                     FROM (SELECT pruned_through FROM facerec_log) log
+                     LEFT JOIN LATERAL (
+                         SELECT c.seq, c.set_name, c.token, f.name, f.embedding,
+                                s.name IS NOT NULL AS set_exists
+                         FROM face_changes c
+                         LEFT JOIN faces f ON f.set_name = c.set_name AND f.token = c.token
+                         LEFT JOIN face_sets s ON s.name = c.set_name
+                         WHERE c.seq > $1 ORDER BY c.seq LIMIT $2) c ON true
+                     ORDER BY c.seq",
                     &[&from, &CHANGE_BATCH],
                 )
                 .await?;
-            tx.commit().await?;
+            let pruned: i64 = rows.first().map_or(0, |row| row.get(0));
+            if pruned > from {
+                self.reload(&mut client, from, pruned).await?;
+                continue;
+            }
+            let mut changes = 0;
             for row in &rows {
+                let Some(seq) = row.get::<_, Option<i64>>(1) else {
+                    continue;
+                };
+                changes += 1;
                 self.apply_change(
-                    row.get(0),
-                    row.get(1),
+                    seq,
                     row.get(2),
                     row.get(3),
                     row.get(4),
                     row.get(5),
+                    row.get::<_, Option<bool>>(6).unwrap_or(false),
                 );
             }
-            if (rows.len() as i64) < CHANGE_BATCH {
+            if changes < CHANGE_BATCH {
                 return Ok(());
             }
         }
+    }
+
+    /// Replaces the index with every face, read in one snapshot (the log no longer holds
+    /// the changes after `from`).
+    async fn reload(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        from: i64,
+        pruned: i64,
+    ) -> std::result::Result<(), PgError> {
+        let started = Instant::now();
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let (index, seq) = load_all(&tx, self.dims).await?;
+        tx.commit().await?;
+        let faces = index.faces();
+        self.index.replace(index);
+        self.applied.store(seq, Ordering::Release);
+        tracing::warn!(
+            from,
+            pruned,
+            seq,
+            faces,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "the change log was pruned past what this server had seen: reloaded every face"
+        );
+        Ok(())
     }
 
     /// Makes the index hold, for the set and token a change touched, what the database
@@ -167,7 +193,11 @@ impl Follower {
     }
 
     /// Waits until change `seq` is applied (catching up if needed).
-    async fn ensure_applied(&self, pool: &Pool, seq: i64) -> std::result::Result<(), PgError> {
+    pub(crate) async fn ensure_applied(
+        &self,
+        pool: &Pool,
+        seq: i64,
+    ) -> std::result::Result<(), PgError> {
         if self.applied() >= seq {
             return Ok(());
         }
@@ -257,6 +287,7 @@ impl PgStore {
             apply: tokio::sync::Mutex::new(()),
             wake: tokio::sync::Notify::new(),
             dims,
+            instance: FaceToken::generate().to_string(),
         });
         tracing::info!(
             place = %backend.place,
@@ -269,9 +300,15 @@ impl PgStore {
             "opened face store"
         );
         crate::listener::start(&backend, Arc::clone(&follower))?;
+        let handle = backend.handle().ok_or_else(|| Error::Unavailable {
+            context: "starting the writer".to_owned(),
+            source: "the PostgreSQL runtime has stopped".into(),
+        })?;
+        let writer = Writer::start(&handle, backend.pool.clone(), Arc::clone(&follower), dims);
         Ok(Self {
             backend,
             follower,
+            writer: Arc::new(writer),
             config,
         })
     }
@@ -302,53 +339,65 @@ impl PgStore {
 }
 
 /// Tells the other servers (the notification goes out at commit) and commits.
-async fn commit(tx: deadpool_postgres::Transaction<'_>) -> std::result::Result<(), PgError> {
-    tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL]).await?;
+pub(crate) async fn commit(
+    tx: deadpool_postgres::Transaction<'_>,
+    follower: &Follower,
+) -> std::result::Result<(), PgError> {
+    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &follower.instance])
+        .await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// Takes the change lock and numbers one change per token (`None`: the whole set).
-async fn log_changes(
+/// Takes the change lock and numbers one change per (set, token), in order; returns the
+/// last number.
+pub(crate) async fn log_changes(
     tx: &deadpool_postgres::Transaction<'_>,
-    set: &str,
-    tokens: Option<&[&str]>,
+    sets: &[&str],
+    tokens: &[&str],
 ) -> std::result::Result<i64, PgError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHANGE_LOCK])
         .await?;
-    let row = match tokens {
-        Some(tokens) => {
-            tx.query_one(
-                "WITH logged AS (
-                     INSERT INTO face_changes (set_name, token)
-                     SELECT $1, t FROM unnest($2::text[]) WITH ORDINALITY AS u(t, i) ORDER BY i
-                     RETURNING seq)
-                 SELECT max(seq) FROM logged",
-                &[&set, &tokens],
-            )
-            .await?
-        }
-        None => {
-            tx.query_one(
-                "INSERT INTO face_changes (set_name, token) VALUES ($1, NULL) RETURNING seq",
-                &[&set],
-            )
-            .await?
-        }
-    };
+    let row = tx
+        .query_one(
+            "WITH logged AS (
+                 INSERT INTO face_changes (set_name, token)
+                 SELECT s, t FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(s, t, i)
+                 ORDER BY i
+                 RETURNING seq)
+             SELECT max(seq) FROM logged",
+            &[&sets, &tokens],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Takes the change lock and numbers the deletion of a whole set.
+async fn log_set_deleted(
+    tx: &deadpool_postgres::Transaction<'_>,
+    set: &str,
+) -> std::result::Result<i64, PgError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHANGE_LOCK])
+        .await?;
+    let row = tx
+        .query_one(
+            "INSERT INTO face_changes (set_name, token) VALUES ($1, NULL) RETURNING seq",
+            &[&set],
+        )
+        .await?;
     Ok(row.get(0))
 }
 
 /// A record's columns as the queries bind them.
-struct Row {
-    token: String,
-    name: String,
-    embedding: Vec<u8>,
-    created_unix_ms: i64,
+pub(crate) struct Row {
+    pub(crate) token: String,
+    pub(crate) name: String,
+    pub(crate) embedding: Vec<u8>,
+    pub(crate) created_unix_ms: i64,
 }
 
 impl Row {
-    fn of(record: &FaceRecord) -> Self {
+    pub(crate) fn of(record: &FaceRecord) -> Self {
         Self {
             token: record.token.to_string(),
             name: record.name.clone(),
@@ -358,7 +407,7 @@ impl Row {
     }
 }
 
-fn record_from(
+pub(crate) fn record_from(
     row: &tokio_postgres::Row,
     set: &str,
     dims: usize,
@@ -378,6 +427,15 @@ fn record_from(
     })
 }
 
+/// The writer answered a write with the result of another kind (a bug, not a database
+/// failure).
+fn unexpected_answer() -> Error {
+    Error::Backend {
+        context: "writing a face".to_owned(),
+        source: "the writer answered with the result of another write".into(),
+    }
+}
+
 /// SQL `LIMIT`/`OFFSET` from a `usize` (large values mean "all").
 fn sql_count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -395,46 +453,20 @@ impl FaceStore for PgStore {
     fn add(&self, set: &str, record: FaceRecord) -> Result<Upsert> {
         validate_set_name(set)?;
         self.config.check_record(&record)?;
-        let (set, row, model) = (set.to_owned(), Row::of(&record), record.model_id);
-        let context = format!("adding face '{}' to set '{set}'", row.token);
-        let (pool, follower) = self.parts();
-        self.backend.run(
-            || context,
-            async move {
-                let (outcome, seq) = {
-                    let mut client = pool.get().await?;
-                    let tx = client.transaction().await?;
-                    tx.execute(
-                    "INSERT INTO face_sets (name) VALUES ($1) ON CONFLICT DO NOTHING",
-                    &[&set],
-                )
-                .await?;
-                let inserted: bool = tx
-                    .query_one(
-                        "INSERT INTO faces (set_name, token, name, embedding, model_id, created_unix_ms)
-                         VALUES ($1, $2, $3, $4, $5, $6)
-                         ON CONFLICT (set_name, token) DO UPDATE SET
-                             name = EXCLUDED.name, embedding = EXCLUDED.embedding,
-                             model_id = EXCLUDED.model_id,
-                             created_unix_ms = EXCLUDED.created_unix_ms
-                         RETURNING xmax = 0",
-                        &[&set, &row.token, &row.name, &row.embedding, &model, &row.created_unix_ms],
-                    )
-                    .await?
-                    .get(0);
-                    let seq = log_changes(&tx, &set, Some(&[row.token.as_str()])).await?;
-                    commit(tx).await?;
-                    let outcome = if inserted {
-                        Upsert::Inserted
-                    } else {
-                        Upsert::Replaced
-                    };
-                    (outcome, seq)
-                };
-                follower.ensure_applied(&pool, seq).await?;
-                Ok(outcome)
-            },
-        )
+        let write = Write::Add {
+            set: set.to_owned(),
+            row: Row::of(&record),
+            model: record.model_id,
+        };
+        let context = format!("adding face '{}' to set '{set}'", record.token);
+        let writer = Arc::clone(&self.writer);
+        match self
+            .backend
+            .run(|| context, async move { writer.write(write).await })?
+        {
+            Written::Added(upsert) => Ok(upsert),
+            Written::Removed(_) => Err(unexpected_answer()),
+        }
     }
 
     fn add_many(&self, set: &str, records: Vec<FaceRecord>) -> Result<usize> {
@@ -486,8 +518,9 @@ impl FaceStore for PgStore {
                     )
                     .await?
                     .get(0);
-                    let seq = log_changes(&tx, &set, Some(&tokens)).await?;
-                    commit(tx).await?;
+                    let sets = vec![set.as_str(); tokens.len()];
+                    let seq = log_changes(&tx, &sets, &tokens).await?;
+                    commit(tx, &follower).await?;
                     (inserted, seq)
                 };
                 follower.ensure_applied(&pool, seq).await?;
@@ -498,31 +531,19 @@ impl FaceStore for PgStore {
 
     fn remove(&self, set: &str, token: &FaceToken) -> Result<FaceRecord> {
         validate_set_name(set)?;
-        let (set, token, dims) = (set.to_owned(), token.to_string(), self.config.dims);
+        let write = Write::Remove {
+            set: set.to_owned(),
+            token: token.to_string(),
+        };
         let context = format!("removing face '{token}' from set '{set}'");
-        let (pool, follower) = self.parts();
-        self.backend.run(|| context, async move {
-            let (record, seq) = {
-                let mut client = pool.get().await?;
-                let tx = client.transaction().await?;
-                let row = tx
-                    .query_opt(
-                        "DELETE FROM faces WHERE set_name = $1 AND token = $2
-                         RETURNING token, name, embedding, model_id, created_unix_ms",
-                        &[&set, &token],
-                    )
-                    .await?;
-                let Some(row) = row else {
-                    return Err(PgError::Store(Error::NotFound { set, token }));
-                };
-                let record = record_from(&row, &set, dims)?;
-                let seq = log_changes(&tx, &set, Some(&[token.as_str()])).await?;
-                commit(tx).await?;
-                (record, seq)
-            };
-            follower.ensure_applied(&pool, seq).await?;
-            Ok(record)
-        })
+        let writer = Arc::clone(&self.writer);
+        match self
+            .backend
+            .run(|| context, async move { writer.write(write).await })?
+        {
+            Written::Removed(record) => Ok(record),
+            Written::Added(_) => Err(unexpected_answer()),
+        }
     }
 
     fn get(&self, set: &str, token: &FaceToken) -> Result<Option<FaceRecord>> {
@@ -635,8 +656,8 @@ impl FaceStore for PgStore {
                 if deleted == 0 {
                     return Ok(false);
                 }
-                let seq = log_changes(&tx, &set, None).await?;
-                commit(tx).await?;
+                let seq = log_set_deleted(&tx, &set).await?;
+                commit(tx, &follower).await?;
                 seq
             };
             follower.ensure_applied(&pool, seq).await?;

@@ -44,6 +44,7 @@ mod faces;
 mod listener;
 mod schema;
 mod tokens;
+mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -90,11 +90,14 @@ async fn listen(
         let connected = match pg.connect(tokio_postgres::NoTls).await {
             Ok((client, mut connection)) => {
                 let (tx, mut notified) = tokio::sync::mpsc::unbounded_channel();
+                let own = follower.instance.clone();
                 let driver = tokio::spawn(async move {
                     let mut messages =
                         futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                     while let Some(message) = messages.next().await {
                         match message {
+                            // this store's own writes are applied already
+                            Ok(AsyncMessage::Notification(n)) if n.payload() == own => {}
                             Ok(AsyncMessage::Notification(_)) => {
                                 if tx.send(()).is_err() {
                                     break;

@@ -47,9 +47,8 @@ struct Args {
     pid: Option<u32>,
 
     /// What each request does: `detect` POSTs the photo to /detect; `addface` detects it
-    /// once, then enrols its largest face with GET /addface, each client in its own 1000
-    /// face sets in turn (new faces first, then replacements), so every request is a durable
-    /// write.
+    /// once, then enrols its largest face with GET /addface into 50 face sets in turn (new
+    /// faces first, then renames), so every request is a durable write.
     #[arg(long, value_enum, default_value_t = Endpoint::Detect)]
     endpoint: Endpoint,
 
@@ -101,10 +100,13 @@ fn main() -> Result<()> {
         }),
         Endpoint::Addface => {
             let token = largest_face_token(&detect_url, &content_type, &body)?;
-            let add_url = format!("{base}/addface?face_token={token}&face_name=load");
+            let add_url = format!("{base}/addface?face_token={token}");
             Box::new(move |agent: &ureq::Agent, client, i| {
                 agent
-                    .get(format!("{add_url}&face_set=load-c{client}-{}", i % 1000))
+                    .get(format!(
+                        "{add_url}&face_set=load-{}&face_name=c{client}-{i}",
+                        i % 50
+                    ))
                     .call()
             })
         }

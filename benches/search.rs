@@ -119,6 +119,17 @@ fn matrix_search(c: &mut Criterion) {
     group.finish();
 }
 
+/// Times searches of set `bench` of `store` for `query`.
+fn search_bench_set(b: &mut criterion::Bencher<'_>, store: &dyn FaceStore, query: &[f32]) {
+    b.iter(|| {
+        black_box(
+            store
+                .search("bench", black_box(query), THRESHOLD, None)
+                .unwrap(),
+        )
+    });
+}
+
 fn sled_search(c: &mut Criterion) {
     let n = 100_000;
     let dir = std::env::temp_dir().join(format!("facerec-bench-search-{}", std::process::id()));
@@ -126,13 +137,7 @@ fn sled_search(c: &mut Criterion) {
     let mut group = c.benchmark_group("search");
     group.bench_function("sled_100k", |b| {
         let (store, query) = opened.get_or_init(|| sled_store(&dir, n));
-        b.iter(|| {
-            black_box(
-                store
-                    .search("bench", black_box(query), THRESHOLD, None)
-                    .unwrap(),
-            )
-        })
+        search_bench_set(b, store, query);
     });
     group.finish();
     if let Some((store, _)) = opened.into_inner() {
@@ -258,13 +263,7 @@ fn postgres_search(c: &mut Criterion) {
                 b.iter(|| ());
                 return;
             };
-            b.iter(|| {
-                black_box(
-                    store
-                        .search("bench", black_box(query), THRESHOLD, None)
-                        .unwrap(),
-                )
-            })
+            search_bench_set(b, store, query);
         });
     }
     group.finish();

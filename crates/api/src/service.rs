@@ -535,17 +535,8 @@ impl FaceService {
         &self,
         op: impl FnOnce(&dyn FaceStore) -> facerec_store::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let shared = Arc::clone(&self.shared);
-        blocking(
-            move || {
-                shared
-                    .metrics
-                    .time(Stage::Store, || op(&*shared.store))
-                    .map_err(ApiError::from)
-            },
-            "face store task",
-        )
-        .await
+        self.store_task(Stage::Store, "face store task", move |s| op(&*s.store))
+            .await
     }
 
     /// Runs a token store operation off the async workers, timed as the `tokens` stage.
@@ -553,15 +544,27 @@ impl FaceService {
         &self,
         op: impl FnOnce(&dyn TokenStore) -> facerec_store::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
+        self.store_task(Stage::Tokens, "token store task", move |s| op(&*s.tokens))
+            .await
+    }
+
+    /// Runs `op` on a blocking thread (stores may wait on disk or the network), timed as
+    /// `stage`; `what` names it if the thread fails.
+    async fn store_task<T: Send + 'static>(
+        &self,
+        stage: Stage,
+        what: &'static str,
+        op: impl FnOnce(&Shared) -> facerec_store::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
         let shared = Arc::clone(&self.shared);
         blocking(
             move || {
                 shared
                     .metrics
-                    .time(Stage::Tokens, || op(&*shared.tokens))
+                    .time(stage, || op(&shared))
                     .map_err(ApiError::from)
             },
-            "token store task",
+            what,
         )
         .await
     }

@@ -243,6 +243,33 @@ impl Backend {
     {
         self.run_for(self.config.op_timeout, context, operation)
     }
+
+    /// [`run`](Self::run) of `operation` on a connection from the pool (waiting for one
+    /// counts against the deadline).
+    pub(crate) fn with_client<T, F, Fut>(
+        &self,
+        context: impl FnOnce() -> String,
+        operation: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(deadpool_postgres::Object) -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<T, PgError>> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        self.run(context, async move { operation(pool.get().await?).await })
+    }
+
+    /// Whether the database answers a trivial query within the deadline.
+    pub(crate) fn ping(&self) -> Result<()> {
+        self.with_client(
+            || "checking the database".to_owned(),
+            move |client| async move {
+                client.execute("SELECT 1", &[]).await?;
+                Ok(())
+            },
+        )
+    }
 }
 
 /// Encodes an embedding as stored: `dims` f32, little-endian.

@@ -427,6 +427,16 @@ pub(crate) fn record_from(
     })
 }
 
+impl PgStore {
+    /// Hands `write` to the group-commit writer and waits for its commit (within the
+    /// operation deadline); `context` names it in errors.
+    fn write(&self, context: String, write: Write) -> Result<Written> {
+        let writer = Arc::clone(&self.writer);
+        self.backend
+            .run(|| context, async move { writer.write(write).await })
+    }
+}
+
 /// The writer answered a write with the result of another kind (a bug, not a database
 /// failure).
 fn unexpected_answer() -> Error {
@@ -459,11 +469,7 @@ impl FaceStore for PgStore {
             model: record.model_id,
         };
         let context = format!("adding face '{}' to set '{set}'", record.token);
-        let writer = Arc::clone(&self.writer);
-        match self
-            .backend
-            .run(|| context, async move { writer.write(write).await })?
-        {
+        match self.write(context, write)? {
             Written::Added(upsert) => Ok(upsert),
             Written::Removed(_) => Err(unexpected_answer()),
         }
@@ -536,11 +542,7 @@ impl FaceStore for PgStore {
             token: token.to_string(),
         };
         let context = format!("removing face '{token}' from set '{set}'");
-        let writer = Arc::clone(&self.writer);
-        match self
-            .backend
-            .run(|| context, async move { writer.write(write).await })?
-        {
+        match self.write(context, write)? {
             Written::Removed(record) => Ok(record),
             Written::Added(_) => Err(unexpected_answer()),
         }
@@ -549,19 +551,20 @@ impl FaceStore for PgStore {
     fn get(&self, set: &str, token: &FaceToken) -> Result<Option<FaceRecord>> {
         validate_set_name(set)?;
         let (set, token, dims) = (set.to_owned(), token.to_string(), self.config.dims);
-        let pool = self.backend.pool.clone();
         let context = format!("reading face '{token}' of set '{set}'");
-        self.backend.run(|| context, async move {
-            let client = pool.get().await?;
-            let row = client
-                .query_opt(
-                    "SELECT token, name, embedding, model_id, created_unix_ms FROM faces
+        self.backend.with_client(
+            || context,
+            move |client| async move {
+                let row = client
+                    .query_opt(
+                        "SELECT token, name, embedding, model_id, created_unix_ms FROM faces
                          WHERE set_name = $1 AND token = $2",
-                    &[&set, &token],
-                )
-                .await?;
-            row.map(|row| record_from(&row, &set, dims)).transpose()
-        })
+                        &[&set, &token],
+                    )
+                    .await?;
+                row.map(|row| record_from(&row, &set, dims)).transpose()
+            },
+        )
     }
 
     fn search(
@@ -582,31 +585,32 @@ impl FaceStore for PgStore {
     fn faces(&self, set: &str, offset: usize, limit: usize) -> Result<Vec<FaceSummary>> {
         validate_set_name(set)?;
         let set = set.to_owned();
-        let pool = self.backend.pool.clone();
         let context = format!("listing faces of set '{set}'");
-        self.backend.run(|| context, async move {
-            let client = pool.get().await?;
-            let rows = client
-                .query(
-                    "SELECT token, name, created_unix_ms FROM faces WHERE set_name = $1
+        self.backend.with_client(
+            || context,
+            move |client| async move {
+                let rows = client
+                    .query(
+                        "SELECT token, name, created_unix_ms FROM faces WHERE set_name = $1
                          ORDER BY token LIMIT $2 OFFSET $3",
-                    &[&set, &sql_count(limit), &sql_count(offset)],
-                )
-                .await?;
-            rows.iter()
-                .map(|row| {
-                    let token: &str = row.get(0);
-                    Ok(FaceSummary {
-                        token: FaceToken::parse(token).map_err(|e| Error::Corrupt {
-                            what: format!("face '{token}' of set '{set}'"),
-                            reason: e.to_string(),
-                        })?,
-                        name: row.get(1),
-                        created_unix_ms: u64::try_from(row.get::<_, i64>(2)).unwrap_or(0),
+                        &[&set, &sql_count(limit), &sql_count(offset)],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        let token: &str = row.get(0);
+                        Ok(FaceSummary {
+                            token: FaceToken::parse(token).map_err(|e| Error::Corrupt {
+                                what: format!("face '{token}' of set '{set}'"),
+                                reason: e.to_string(),
+                            })?,
+                            name: row.get(1),
+                            created_unix_ms: u64::try_from(row.get::<_, i64>(2)).unwrap_or(0),
+                        })
                     })
-                })
-                .collect()
-        })
+                    .collect()
+            },
+        )
     }
 
     fn records(
@@ -618,22 +622,23 @@ impl FaceStore for PgStore {
         validate_set_name(set)?;
         let (set, dims) = (set.to_owned(), self.config.dims);
         let after = after.map(ToString::to_string);
-        let pool = self.backend.pool.clone();
         let context = format!("reading faces of set '{set}'");
-        self.backend.run(|| context, async move {
-            let client = pool.get().await?;
-            let rows = client
-                .query(
-                    "SELECT token, name, embedding, model_id, created_unix_ms FROM faces
+        self.backend.with_client(
+            || context,
+            move |client| async move {
+                let rows = client
+                    .query(
+                        "SELECT token, name, embedding, model_id, created_unix_ms FROM faces
                          WHERE set_name = $1 AND ($2::text IS NULL OR token > $2)
                          ORDER BY token LIMIT $3",
-                    &[&set, &after, &sql_count(limit)],
-                )
-                .await?;
-            rows.iter()
-                .map(|row| record_from(row, &set, dims))
-                .collect()
-        })
+                        &[&set, &after, &sql_count(limit)],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|row| record_from(row, &set, dims))
+                    .collect()
+            },
+        )
     }
 
     fn len(&self, set: &str) -> Result<usize> {
@@ -671,12 +676,7 @@ impl FaceStore for PgStore {
     }
 
     fn ping(&self) -> Result<()> {
-        let pool = self.backend.pool.clone();
-        self.backend
-            .run(|| "checking the database".to_owned(), async move {
-                pool.get().await?.execute("SELECT 1", &[]).await?;
-                Ok(())
-            })
+        self.backend.ping()
     }
 }
 

@@ -46,22 +46,23 @@ impl PgTokens {
         what: &'static str,
         convert: impl FnOnce(Vec<u8>) -> Result<T> + Send + 'static,
     ) -> Result<Option<T>> {
-        let pool = self.backend.pool.clone();
         let (token, ttl) = (token.to_string(), self.config.ttl.as_secs_f64());
         let context = format!("reading the {what} of face token '{token}'");
-        let bytes = self.backend.run(|| context, async move {
-            let client = pool.get().await?;
-            let row = client
-                .query_opt(
-                    &format!(
-                        "SELECT {column} FROM face_tokens WHERE token = $1
+        let bytes = self.backend.with_client(
+            || context,
+            move |client| async move {
+                let row = client
+                    .query_opt(
+                        &format!(
+                            "SELECT {column} FROM face_tokens WHERE token = $1
                              AND created_at > now() - $2::float8 * interval '1 second'"
-                    ),
-                    &[&token, &ttl],
-                )
-                .await?;
-            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
-        })?;
+                        ),
+                        &[&token, &ttl],
+                    )
+                    .await?;
+                Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+            },
+        )?;
         bytes.map(convert).transpose()
     }
 }
@@ -151,11 +152,6 @@ impl TokenStore for PgTokens {
     }
 
     fn ping(&self) -> Result<()> {
-        let pool = self.backend.pool.clone();
-        self.backend
-            .run(|| "checking the database".to_owned(), async move {
-                pool.get().await?.execute("SELECT 1", &[]).await?;
-                Ok(())
-            })
+        self.backend.ping()
     }
 }

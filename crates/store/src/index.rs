@@ -127,13 +127,7 @@ impl FaceIndex {
     ) -> Result<Vec<Match>> {
         match self.set(set) {
             Some(m) => m.read().search(query, threshold, top_k),
-            None => {
-                validate_vector("query", query, self.dims)?;
-                if threshold.is_nan() {
-                    return Err(Error::InvalidThreshold { threshold });
-                }
-                Ok(Vec::new())
-            }
+            None => search_missing_set(query, threshold, self.dims),
         }
     }
 
@@ -179,6 +173,16 @@ impl FaceIndex {
     pub fn replace(&self, other: FaceIndex) {
         *self.sets.write() = other.sets.into_inner();
     }
+}
+
+/// A search of a set that does not exist: no matches, once the query and threshold have
+/// passed the checks a search of an existing set makes.
+pub(crate) fn search_missing_set(query: &[f32], threshold: f32, dims: usize) -> Result<Vec<Match>> {
+    validate_vector("query", query, dims)?;
+    if threshold.is_nan() {
+        return Err(Error::InvalidThreshold { threshold });
+    }
+    Ok(Vec::new())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 use crate::error::{Error, Result, sled_err};
+use crate::index::search_missing_set;
 use crate::matrix::FaceMatrix;
 use crate::record::{
     FORMAT_VERSION, FaceRecord, FaceSetInfo, FaceSummary, MAX_MODEL_ID_BYTES, Match, Upsert,
@@ -640,11 +641,7 @@ impl FaceStore for SledStore {
     ) -> Result<Vec<Match>> {
         validate_set_name(set)?;
         let Some(slot) = self.slot(set) else {
-            validate_vector("query", query, self.config.dims)?;
-            if threshold.is_nan() {
-                return Err(Error::InvalidThreshold { threshold });
-            }
-            return Ok(Vec::new());
+            return search_missing_set(query, threshold, self.config.dims);
         };
         let started = Instant::now();
         let state = slot.state.read();

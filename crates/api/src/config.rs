@@ -17,10 +17,10 @@ pub struct Limits {
     pub max_text_bytes: usize,
     /// Most multipart fields in one request (8).
     pub max_fields: usize,
-    /// Room for multipart headers, boundaries and text fields on top of the image bytes
-    /// (64 KiB): a request body may be `images x decode.max_bytes + this` long.
+    /// Room for multipart headers, boundaries and text fields on top of the images (64 KiB):
+    /// a request body may be `images x max_base64_bytes() + this` long.
     pub multipart_overhead: usize,
-    /// Largest urlencoded body, and largest body of an endpoint without uploads (16 KiB).
+    /// Largest body of an endpoint without images, urlencoded or JSON (16 KiB).
     pub max_form_bytes: usize,
     /// Time allowed for receiving a whole request body (30 s).
     pub body_timeout: Duration,
@@ -58,8 +58,17 @@ impl Limits {
         if images == 0 {
             self.max_form_bytes.max(self.multipart_overhead)
         } else {
-            images * self.decode.max_bytes + self.multipart_overhead
+            images * self.max_base64_bytes() + self.multipart_overhead
         }
+    }
+
+    /// Longest base64 text of one image (`image_base64`): the encoding of `decode.max_bytes`
+    /// (4 bytes of text per 3 of image), plus an eighth for line breaks, a `data:` prefix and
+    /// the percent-encoding of a urlencoded form. The decoded bytes are held to
+    /// `decode.max_bytes` all the same.
+    pub fn max_base64_bytes(&self) -> usize {
+        let encoded = self.decode.max_bytes.div_ceil(3) * 4;
+        encoded + encoded / 8 + 1024
     }
 }
 

@@ -42,7 +42,11 @@ const COMPARE: &str = "Distance between face a and face b, each given by token (
     summary = "Find every face in an image",
     description = "Each face gets a new face_token (kept in memory until evicted, expired or \
         restart) and a crop saved as face_name in the crops folder.",
-    request_body(content((inline(DetectInput) = "multipart/form-data"))),
+    request_body(content(
+        (inline(DetectInput) = "multipart/form-data"),
+        (inline(DetectInput) = "application/x-www-form-urlencoded"),
+        (inline(DetectInput) = "application/json"),
+    )),
     responses(
         (status = 200, description = "Success.", body = wire::DetectReply),
         BadRequest, MethodNotAllowed, PayloadTooLarge, InternalError, Overloaded,
@@ -86,6 +90,7 @@ pub(crate) async fn add_face(
     request_body(content(
         (inline(AddFaceInput) = "multipart/form-data"),
         (inline(AddFaceInput) = "application/x-www-form-urlencoded"),
+        (inline(AddFaceInput) = "application/json"),
     )),
     responses(
         (status = 200, description = "Success.", body = wire::AddFaceReply),
@@ -129,6 +134,7 @@ pub(crate) async fn remove_face(
     request_body(content(
         (inline(RemoveFaceInput) = "multipart/form-data"),
         (inline(RemoveFaceInput) = "application/x-www-form-urlencoded"),
+        (inline(RemoveFaceInput) = "application/json"),
     )),
     responses(
         (status = 200, description = "Success.", body = wire::RemoveFaceReply),
@@ -159,11 +165,11 @@ pub(crate) async fn search(
     Valid(SearchInput {
         query,
         threshold,
-        top_k,
         set,
+        ranking,
     }): Valid<SearchInput>,
 ) -> Answer {
-    let outcome = service.search(query, threshold, top_k, set).await?;
+    let outcome = service.search(query, threshold, ranking, set).await?;
     Ok(dto::ok(SearchReply::from(outcome)))
 }
 
@@ -174,7 +180,11 @@ pub(crate) async fn search(
     summary = "Search a face set",
     description = format!("{SEARCH} {FROM_FORM}"),
     params(SearchInput),
-    request_body(content((inline(SearchInput) = "multipart/form-data"))),
+    request_body(content(
+        (inline(SearchInput) = "multipart/form-data"),
+        (inline(SearchInput) = "application/x-www-form-urlencoded"),
+        (inline(SearchInput) = "application/json"),
+    )),
     responses(
         (status = 200, description = "Success.", body = wire::SearchReply),
         BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, InternalError, Overloaded,
@@ -211,7 +221,11 @@ pub(crate) async fn compare(
     summary = "Compare two faces",
     description = format!("{COMPARE} {FROM_FORM}"),
     params(CompareInput),
-    request_body(content((inline(CompareInput) = "multipart/form-data"))),
+    request_body(content(
+        (inline(CompareInput) = "multipart/form-data"),
+        (inline(CompareInput) = "application/x-www-form-urlencoded"),
+        (inline(CompareInput) = "application/json"),
+    )),
     responses(
         (status = 200, description = "Success.", body = wire::CompareReply),
         BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, InternalError, Overloaded,

@@ -1,9 +1,11 @@
 //! Request parameters: read from the query string and from a urlencoded or multipart body,
 //! with every limit enforced while the body streams in, then validated into typed inputs.
 //!
-//! Parameters may come from the query string (GET) or from form fields (POST, urlencoded or
-//! multipart); when one is given twice the first wins, the query string first. Image uploads
-//! are multipart file fields. Unknown fields are drained without being stored.
+//! Parameters may come from the query string (GET) or from the body (POST: a urlencoded or
+//! multipart form, or a JSON object of strings and numbers); when one is given twice the
+//! first wins, the query string first. An image comes as a multipart file field
+//! (`image_file`) or, in any body, as base64 text (`image_base64`). Unknown fields are
+//! drained without being stored.
 
 use std::cell::Cell;
 use std::pin::Pin;
@@ -16,12 +18,14 @@ use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::web::{Bytes, BytesMut, Data, Query};
 use actix_web::{FromRequest, HttpRequest};
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use futures_util::future::LocalBoxFuture;
 use futures_util::{Stream, StreamExt};
 
 use facerec_store::FaceToken;
 
-use crate::service::{FaceQuery, Threshold};
+use crate::service::{FaceQuery, Ranking, Threshold};
 use crate::{ApiError, Limits};
 
 /// Face set of requests that name none (the original API's).
@@ -36,6 +40,9 @@ pub(crate) struct ParamSpec {
     pub(crate) text: &'static [&'static str],
     /// Image uploads (multipart file fields).
     pub(crate) files: &'static [&'static str],
+    /// The same images as base64 text, in the order of `files` (body only: never from the
+    /// query string).
+    pub(crate) base64: &'static [&'static str],
     /// The parameters `from_params` cannot do without, for the OpenAPI document (a choice
     /// such as `face_token or image_file` is not listed).
     pub(crate) required: &'static [&'static str],
@@ -70,6 +77,25 @@ impl Params {
 
     fn has(&self, name: &str) -> bool {
         self.text.iter().any(|(k, _)| k == name) || self.files.iter().any(|(k, _)| k == name)
+    }
+
+    /// The image of file field `file`, or of its base64 field `base64`, not both; decoded
+    /// and held to `limits.decode.max_bytes`.
+    fn image(
+        &self,
+        file: &'static str,
+        base64: &'static str,
+        limits: &Limits,
+    ) -> Result<Option<Bytes>, ApiError> {
+        match (self.file(file), self.text(base64)) {
+            (Some(bytes), None) => Ok(Some(bytes)),
+            (None, Some(text)) => decode_base64(base64, text, limits.decode.max_bytes).map(Some),
+            (Some(_), Some(_)) => Err(ApiError::BadArgument {
+                name: base64,
+                reason: format!("give {file} or {base64}, not both"),
+            }),
+            (None, None) => Ok(None),
+        }
     }
 
     fn push_text(&mut self, name: String, value: String) {
@@ -118,6 +144,7 @@ enum Body {
     None,
     UrlEncoded,
     Multipart,
+    Json,
     Other(String),
 }
 
@@ -146,6 +173,8 @@ fn body_kind(req: &HttpRequest) -> Body {
                 Body::UrlEncoded
             } else if essence.starts_with("multipart/") {
                 Body::Multipart
+            } else if essence == "application/json" || essence.ends_with("+json") {
+                Body::Json
             } else {
                 Body::Other(ct)
             }
@@ -202,14 +231,12 @@ async fn read_params(
             Body::None => Ok(()),
             Body::UrlEncoded => read_urlencoded(body, spec, limits, &mut params).await,
             Body::Multipart => read_multipart(req, body, spec, limits, &mut params).await,
+            Body::Json => read_json(body, spec, limits, &mut params).await,
             Body::Other(content_type) => Err(ApiError::Upload {
                 reason: format!(
-                    "Content-Type '{content_type}' is not accepted: send multipart/form-data{}",
-                    if uploads {
-                        ""
-                    } else {
-                        ", application/x-www-form-urlencoded or query parameters"
-                    }
+                    "Content-Type '{content_type}' is not accepted: send multipart/form-data, \
+                     application/x-www-form-urlencoded or application/json{}",
+                    if uploads { "" } else { ", or query parameters" }
                 ),
             }),
         }
@@ -262,23 +289,48 @@ impl Stream for LimitedBody {
     }
 }
 
-async fn read_urlencoded(
+/// The name of a text parameter a body may carry for `spec` (text or base64 image).
+fn body_text_name(spec: &ParamSpec, name: &str) -> Option<&'static str> {
+    spec.text
+        .iter()
+        .chain(spec.base64)
+        .find(|n| **n == name)
+        .copied()
+}
+
+/// A whole urlencoded or JSON body, at most `limits.max_form_bytes` long, or as long as the
+/// base64 text of the endpoint's images allows.
+async fn read_small_body(
     mut body: LimitedBody,
     spec: &ParamSpec,
     limits: &Limits,
-    params: &mut Params,
-) -> Result<(), ApiError> {
+) -> Result<BytesMut, ApiError> {
+    let limit = if spec.base64.is_empty() {
+        limits.max_form_bytes
+    } else {
+        limits.max_body(spec.base64.len())
+    };
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(upload_error)?;
-        if buf.len() + chunk.len() > limits.max_form_bytes {
+        if buf.len() + chunk.len() > limit {
             return Err(ApiError::BodyTooLarge {
-                limit: limits.max_form_bytes,
-                uploads: false,
+                limit,
+                uploads: !spec.base64.is_empty(),
             });
         }
         buf.extend_from_slice(&chunk);
     }
+    Ok(buf)
+}
+
+async fn read_urlencoded(
+    body: LimitedBody,
+    spec: &ParamSpec,
+    limits: &Limits,
+    params: &mut Params,
+) -> Result<(), ApiError> {
+    let buf = read_small_body(body, spec, limits).await?;
     let text = std::str::from_utf8(&buf).map_err(|_| ApiError::Upload {
         reason: "the urlencoded body is not UTF-8".to_owned(),
     })?;
@@ -287,9 +339,55 @@ async fn read_urlencoded(
             reason: format!("the urlencoded body cannot be parsed: {e}"),
         })?;
     for (name, value) in fields.into_inner() {
-        if spec.text.contains(&name.as_str()) {
+        if body_text_name(spec, &name).is_some() {
             params.push_text(name, value);
         }
+    }
+    Ok(())
+}
+
+/// A JSON object whose members are the parameters: strings, or numbers for numeric ones;
+/// `null` counts as absent.
+async fn read_json(
+    body: LimitedBody,
+    spec: &ParamSpec,
+    limits: &Limits,
+    params: &mut Params,
+) -> Result<(), ApiError> {
+    use serde_json::Value;
+    let buf = read_small_body(body, spec, limits).await?;
+    let value: Value = serde_json::from_slice(&buf).map_err(|e| ApiError::Upload {
+        reason: format!("the JSON body cannot be parsed: {e}"),
+    })?;
+    let Value::Object(members) = value else {
+        return Err(ApiError::Upload {
+            reason: "the JSON body must be an object of parameters, e.g. {\"face_token\": \"...\"}"
+                .to_owned(),
+        });
+    };
+    for (name, value) in members {
+        let Some(known) = body_text_name(spec, &name) else {
+            continue;
+        };
+        let text = match value {
+            Value::String(text) => text,
+            Value::Number(n) => n.to_string(),
+            Value::Null => continue,
+            other => {
+                return Err(ApiError::BadArgument {
+                    name: known,
+                    reason: format!(
+                        "a JSON {} where a string is expected",
+                        match other {
+                            Value::Bool(_) => "boolean",
+                            Value::Array(_) => "array",
+                            _ => "object",
+                        }
+                    ),
+                });
+            }
+        };
+        params.push_text(name, text);
     }
     Ok(())
 }
@@ -324,8 +422,12 @@ async fn read_multipart(
                         limit,
                     })?;
             params.files.push((name, bytes));
-        } else if let Some(&text) = spec.text.iter().find(|t| **t == name) {
-            let limit = limits.max_text_bytes;
+        } else if let Some(text) = body_text_name(spec, &name) {
+            let limit = if spec.base64.contains(&text) {
+                limits.max_base64_bytes()
+            } else {
+                limits.max_text_bytes
+            };
             let bytes =
                 read_field(&mut field, limit)
                     .await?
@@ -380,6 +482,63 @@ fn multipart_error(e: actix_multipart::MultipartError) -> ApiError {
     ApiError::Upload { reason }
 }
 
+/// Base64 as clients send it: the standard or URL-safe alphabet, padded or not.
+const BASE64_STANDARD: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+const BASE64_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// The bytes of parameter `name`'s base64 text: line breaks are skipped, a `data:` URL
+/// prefix (`data:image/jpeg;base64,`) is taken off, and spaces count as `+` (what a `+` left
+/// unescaped in a urlencoded form becomes). More than `max_bytes` decoded is
+/// [`ApiError::FileTooLarge`], bad text [`ApiError::BadArgument`].
+fn decode_base64(name: &'static str, text: &str, max_bytes: usize) -> Result<Bytes, ApiError> {
+    let bad = |reason: String| ApiError::BadArgument { name, reason };
+    let mut text = text.trim();
+    if let Some(url) = text.strip_prefix("data:") {
+        text = match url.split_once(',') {
+            Some((meta, data)) if meta.ends_with(";base64") => data,
+            _ => {
+                return Err(bad(
+                    "a data: URL must carry base64 (data:image/jpeg;base64,...)".to_owned(),
+                ));
+            }
+        };
+    }
+    let compact: Vec<u8> = text
+        .bytes()
+        .filter(|b| !matches!(b, b'\r' | b'\n' | b'\t'))
+        .map(|b| if b == b' ' { b'+' } else { b })
+        .collect();
+    let too_large = || ApiError::FileTooLarge {
+        field: name.to_owned(),
+        limit: max_bytes,
+    };
+    // checked before decoding, so that nothing much larger than the limit is allocated
+    if compact.len() / 4 * 3 > max_bytes + 3 {
+        return Err(too_large());
+    }
+    let engine = if compact.iter().any(|b| matches!(b, b'-' | b'_')) {
+        &BASE64_URL_SAFE
+    } else {
+        &BASE64_STANDARD
+    };
+    let bytes = engine
+        .decode(&compact)
+        .map_err(|e| bad(format!("not valid base64: {e}")))?;
+    if bytes.len() > max_bytes {
+        return Err(too_large());
+    }
+    if bytes.is_empty() {
+        return Err(bad("the base64 text decodes to no bytes".to_owned()));
+    }
+    Ok(Bytes::from(bytes))
+}
+
 // ---- validation -------------------------------------------------------------------------
 
 fn face_set(params: &Params) -> Result<String, ApiError> {
@@ -429,14 +588,18 @@ fn number(
     }
 }
 
-/// A face given by token (`token_name`) or by photo (`file_name`), exactly one of them.
+/// A face given by token (`token_name`) or by photo (`file_name`, or its base64 text
+/// `base64_name`), exactly one of them.
 fn face_query(
     params: &Params,
-    token_name: &'static str,
-    file_name: &'static str,
+    limits: &Limits,
+    [token_name, file_name, base64_name]: [&'static str; 3],
     either: &'static str,
 ) -> Result<FaceQuery, ApiError> {
-    match (token(params, token_name)?, params.file(file_name)) {
+    match (
+        token(params, token_name)?,
+        params.image(file_name, base64_name, limits)?,
+    ) {
         (Some(token), None) => Ok(FaceQuery::Token(token)),
         (None, Some(bytes)) => Ok(FaceQuery::Image {
             bytes,
@@ -460,13 +623,16 @@ impl FromParams for DetectInput {
     const SPEC: ParamSpec = ParamSpec {
         text: &[],
         files: &["image_file"],
-        required: &["image_file"],
+        base64: &["image_base64"],
+        required: &[],
     };
 
-    fn from_params(params: Params, _: &Limits) -> Result<Self, ApiError> {
-        let image = params
-            .file("image_file")
-            .ok_or(ApiError::MissingArgument { name: "image_file" })?;
+    fn from_params(params: Params, limits: &Limits) -> Result<Self, ApiError> {
+        let image = params.image("image_file", "image_base64", limits)?.ok_or(
+            ApiError::MissingArgument {
+                name: "image_file or image_base64",
+            },
+        )?;
         Ok(Self { image })
     }
 }
@@ -483,6 +649,7 @@ impl FromParams for AddFaceInput {
     const SPEC: ParamSpec = ParamSpec {
         text: &["face_token", "face_name", "face_set"],
         files: &[],
+        base64: &[],
         required: &["face_token"],
     };
 
@@ -512,6 +679,7 @@ impl FromParams for RemoveFaceInput {
     const SPEC: ParamSpec = ParamSpec {
         text: &["face_token", "face_set"],
         files: &[],
+        base64: &[],
         required: &["face_token"],
     };
 
@@ -528,23 +696,25 @@ impl FromParams for RemoveFaceInput {
 pub(crate) struct SearchInput {
     pub(crate) query: FaceQuery,
     pub(crate) threshold: Threshold,
-    pub(crate) top_k: Option<usize>,
     pub(crate) set: String,
+    /// `top_k` and `group_by`.
+    pub(crate) ranking: Ranking,
 }
 
 impl FromParams for SearchInput {
     const SPEC: ParamSpec = ParamSpec {
-        text: &["face_token", "threshold", "top_k", "face_set"],
+        text: &["face_token", "threshold", "top_k", "face_set", "group_by"],
         files: &["image_file"],
+        base64: &["image_base64"],
         required: &["threshold"],
     };
 
     fn from_params(params: Params, limits: &Limits) -> Result<Self, ApiError> {
         let query = face_query(
             &params,
-            "face_token",
-            "image_file",
-            "face_token or image_file",
+            limits,
+            ["face_token", "image_file", "image_base64"],
+            "face_token, image_file or image_base64",
         )?;
         let threshold = Threshold::parse(params.required("threshold")?, limits.max_threshold)
             .map_err(|reason| ApiError::BadArgument {
@@ -554,8 +724,23 @@ impl FromParams for SearchInput {
         Ok(Self {
             query,
             threshold,
-            top_k: number(&params, "top_k", 1, limits.max_top_k)?,
             set: face_set(&params)?,
+            ranking: Ranking {
+                top_k: number(&params, "top_k", 1, limits.max_top_k)?,
+                best_per_name: match params.text("group_by") {
+                    None => false,
+                    Some("name") => true,
+                    Some(other) => {
+                        return Err(ApiError::BadArgument {
+                            name: "group_by",
+                            reason: format!(
+                                "'{}' is not a grouping: the one there is is 'name'",
+                                other.escape_default()
+                            ),
+                        });
+                    }
+                },
+            },
         })
     }
 }
@@ -573,22 +758,23 @@ impl FromParams for CompareInput {
     const SPEC: ParamSpec = ParamSpec {
         text: &["face_token_a", "face_token_b", "face_set"],
         files: &["image_file_a", "image_file_b"],
+        base64: &["image_base64_a", "image_base64_b"],
         required: &[],
     };
 
-    fn from_params(params: Params, _: &Limits) -> Result<Self, ApiError> {
+    fn from_params(params: Params, limits: &Limits) -> Result<Self, ApiError> {
         Ok(Self {
             a: face_query(
                 &params,
-                "face_token_a",
-                "image_file_a",
-                "face_token_a or image_file_a",
+                limits,
+                ["face_token_a", "image_file_a", "image_base64_a"],
+                "face_token_a, image_file_a or image_base64_a",
             )?,
             b: face_query(
                 &params,
-                "face_token_b",
-                "image_file_b",
-                "face_token_b or image_file_b",
+                limits,
+                ["face_token_b", "image_file_b", "image_base64_b"],
+                "face_token_b, image_file_b or image_base64_b",
             )?,
             set: face_set(&params)?,
         })
@@ -607,6 +793,7 @@ impl FromParams for FaceSetPageInput {
     const SPEC: ParamSpec = ParamSpec {
         text: &["face_set", "offset", "limit"],
         files: &[],
+        base64: &[],
         required: &[],
     };
 
@@ -716,7 +903,7 @@ mod tests {
         assert!(matches!(
             err,
             ApiError::MissingArgument {
-                name: "face_token or image_file"
+                name: "face_token, image_file or image_base64"
             }
         ));
         let err = search(params(&[("face_token", "t")])).unwrap_err();
@@ -737,6 +924,22 @@ mod tests {
             ("top_k", "3"),
         ]))
         .unwrap();
-        assert_eq!((ok.threshold.as_str(), ok.top_k), ("0.65", Some(3)));
+        assert_eq!(
+            (
+                ok.threshold.as_str(),
+                ok.ranking.top_k,
+                ok.ranking.best_per_name
+            ),
+            ("0.65", Some(3), false)
+        );
+        let grouped = |value: &str| {
+            search(params(&[
+                ("face_token", "t"),
+                ("threshold", "0.6"),
+                ("group_by", value),
+            ]))
+        };
+        assert!(grouped("name").unwrap().ranking.best_per_name);
+        assert_eq!(grouped("token").unwrap_err().code().code(), 1001);
     }
 }

@@ -249,6 +249,9 @@ fn form(spec: &ParamSpec) -> Object {
     for name in spec.files {
         form = form.property(*name, image_upload());
     }
+    for (name, file) in spec.base64.iter().zip(spec.files) {
+        form = form.property(*name, image_base64(file));
+    }
     for name in spec.required {
         form = form.required(*name);
     }
@@ -287,6 +290,10 @@ fn text_parameter(name: &str) -> Option<Object> {
             "Return at most this many matches (1-{}); default all.",
             limits.max_top_k
         ))),
+        "group_by" => text().enum_values(Some(["name"])).description(Some(
+            "name: answer only the nearest face of each name, so that many photos of one \
+                 person do not fill the matches (top_k then counts names).",
+        )),
         "offset" => whole_number().minimum(Some(0)).default(Some(0.into())),
         "limit" => whole_number()
             .minimum(Some(1))
@@ -327,6 +334,22 @@ fn image_upload() -> Object {
             min = limits.min_side,
             max = limits.max_side,
             mib = limits.max_bytes / (1024 * 1024)
+        )))
+        .build()
+}
+
+/// An image as base64 text (any body), instead of the file field `file`.
+fn image_base64(file: &str) -> Object {
+    let limits = Limits::default();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(limits.max_base64_bytes()))
+        .description(Some(format!(
+            "The {file} image as base64 text (standard or URL-safe alphabet, padding optional, \
+             line breaks and a data:image/...;base64, prefix allowed), in a multipart, \
+             urlencoded or JSON body; instead of {file}, not with it. The decoded bytes are held \
+             to the same {} MiB.",
+            limits.decode.max_bytes / (1024 * 1024)
         )))
         .build()
 }

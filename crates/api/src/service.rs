@@ -166,6 +166,32 @@ pub(crate) struct SetFace {
     pub(crate) set: String,
 }
 
+/// Which matches a search answers, nearest first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Ranking {
+    /// At most this many (all when `None`).
+    pub(crate) top_k: Option<usize>,
+    /// Only the nearest face of each name (`group_by=name`), so that many photos of one
+    /// person do not fill the answer.
+    pub(crate) best_per_name: bool,
+}
+
+impl Ranking {
+    /// Keeps what this ranking asks for of `matches` (nearest first, as a store answers).
+    fn select(self, matches: Vec<Match>) -> Vec<Match> {
+        let limit = self.top_k.unwrap_or(usize::MAX);
+        if !self.best_per_name {
+            return matches.into_iter().take(limit).collect();
+        }
+        let mut seen = std::collections::HashSet::new();
+        matches
+            .into_iter()
+            .filter(|m| seen.insert(m.name.clone()))
+            .take(limit)
+            .collect()
+    }
+}
+
 /// The result of a search.
 #[derive(Debug)]
 pub(crate) struct SearchOutcome {
@@ -378,12 +404,19 @@ impl FaceService {
         &self,
         query: FaceQuery,
         threshold: Threshold,
-        top_k: Option<usize>,
+        ranking: Ranking,
         set: String,
     ) -> Result<SearchOutcome, ApiError> {
         let (token, embedding) = self.resolve(&set, query).await?;
         self.with_store(move |store| {
-            let matches = store.search(&set, embedding.as_slice(), threshold.value(), top_k)?;
+            // grouping needs every match within the threshold: top_k applies after it
+            let store_top_k = if ranking.best_per_name {
+                None
+            } else {
+                ranking.top_k
+            };
+            let found = store.search(&set, embedding.as_slice(), threshold.value(), store_top_k)?;
+            let matches = ranking.select(found);
             Ok(SearchOutcome {
                 token,
                 set,
@@ -806,7 +839,12 @@ mod tests {
             label: "image_file",
         };
         let found = fx
-            .run(s.search(query, threshold(" 0.60 "), None, "staff".into()))
+            .run(s.search(
+                query,
+                threshold(" 0.60 "),
+                Ranking::default(),
+                "staff".into(),
+            ))
             .unwrap();
         assert_ne!(found.token, obama);
         assert_eq!(
@@ -822,7 +860,7 @@ mod tests {
             .run(s.search(
                 FaceQuery::Token(found.token.clone()),
                 threshold("0.6"),
-                None,
+                Ranking::default(),
                 "other".into(),
             ))
             .unwrap();
@@ -879,7 +917,12 @@ mod tests {
             label: "image_file_b",
         };
         let err = fx
-            .run(s.search(query, threshold("0.6"), None, "default".into()))
+            .run(s.search(
+                query,
+                threshold("0.6"),
+                Ranking::default(),
+                "default".into(),
+            ))
             .unwrap_err();
         assert!(
             matches!(
@@ -897,7 +940,7 @@ mod tests {
                     label: "image_file",
                 },
                 threshold("0.6"),
-                None,
+                Ranking::default(),
                 "default".into(),
             ))
             .unwrap_err();

@@ -605,6 +605,170 @@ fn get_urlencoded_and_multipart_are_equivalent() {
     assert!(faces["face_num"].as_u64().unwrap() >= 1, "{faces}");
 }
 
+/// `image_base64` where `image_file` goes, in multipart, urlencoded and JSON bodies; bad
+/// base64, both forms at once and too many decoded bytes are refused with their own errors.
+#[test]
+fn base64_images_in_every_body() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let srv = TestServer::start("base64", |_| {});
+    let obama = photo("obama.jpg");
+    let b64 = STANDARD.encode(&obama);
+    let by_file = srv.detect(&obama);
+    let score = |faces: &[Value]| largest(faces)["score"].as_f64().unwrap();
+    let json = |fields: Value| {
+        srv.post_raw(
+            "/detect",
+            Some("application/json"),
+            fields.to_string().as_bytes(),
+        )
+    };
+
+    let multipart = srv
+        .post_multipart("/detect", &[Part::Text("image_base64", &b64)])
+        .ok();
+    let urlencoded = srv
+        .post_form("/detect", &[("image_base64", b64.as_str())])
+        .ok();
+    let as_json = json(serde_json::json!({ "image_base64": b64 })).ok();
+    // a data: URL with line breaks, and the URL-safe alphabet without padding
+    let wrapped: String = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|line| std::str::from_utf8(line).unwrap())
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    let data_url = json(serde_json::json!({
+        "image_base64": format!("data:image/jpeg;base64,{wrapped}")
+    }))
+    .ok();
+    let url_safe = json(serde_json::json!({ "image_base64": URL_SAFE_NO_PAD.encode(&obama) })).ok();
+    for v in [&multipart, &urlencoded, &as_json, &data_url, &url_safe] {
+        let faces = v["faces"].as_array().unwrap();
+        assert_eq!(faces.len(), by_file.len(), "{v}");
+        assert!((score(faces) - score(&by_file)).abs() < 1e-6, "{v}");
+    }
+
+    // search and compare take it too: obama2 finds the enrolled obama, biden is not him
+    let token = srv.detect_one(&obama);
+    srv.get(&format!(
+        "/addface?face_token={token}&face_name=obama&face_set=b64"
+    ))
+    .ok();
+    let obama2 = STANDARD.encode(photo("obama2.jpg"));
+    let found = srv
+        .post_raw(
+            "/search",
+            Some("application/json"),
+            serde_json::json!({ "image_base64": obama2, "threshold": 0.6, "face_set": "b64" })
+                .to_string()
+                .as_bytes(),
+        )
+        .ok();
+    assert_eq!(found["cmp_result"][0]["face_name"], "obama", "{found}");
+    let biden = STANDARD.encode(photo("biden.jpg"));
+    let compared = srv
+        .post_form(
+            "/compare",
+            &[
+                ("image_base64_a", obama2.as_str()),
+                ("image_base64_b", biden.as_str()),
+            ],
+        )
+        .ok();
+    assert!(compared["distance"].as_f64().unwrap() > 0.6, "{compared}");
+
+    // refusals, each with its own words
+    let bad = json(serde_json::json!({ "image_base64": "not base64!" })).error(400, 1001);
+    assert!(
+        bad["detail"].as_str().unwrap().contains("image_base64"),
+        "{bad}"
+    );
+    let both = srv
+        .post_multipart(
+            "/detect",
+            &[
+                Part::File("image_file", &obama),
+                Part::Text("image_base64", &b64),
+            ],
+        )
+        .error(400, 1001);
+    assert!(
+        both["detail"].as_str().unwrap().contains("not both"),
+        "{both}"
+    );
+    let not_a_photo = json(serde_json::json!({ "image_base64": STANDARD.encode(b"hello, world") }))
+        .error(400, 1004);
+    assert!(not_a_photo["detail"].as_str().is_some(), "{not_a_photo}");
+    // 2 MiB + 1 decoded bytes: refused although the text fits the body limit
+    let too_big = STANDARD.encode(vec![0u8; 2 * 1024 * 1024 + 1]);
+    json(serde_json::json!({ "image_base64": too_big })).error(413, 1004);
+    let not_an_object = srv
+        .post_raw("/detect", Some("application/json"), b"[1, 2]")
+        .error(400, 1005);
+    assert!(
+        not_an_object["detail"].as_str().unwrap().contains("object"),
+        "{not_an_object}"
+    );
+    let wrong_type = json(serde_json::json!({ "image_base64": true })).error(400, 1001);
+    assert!(
+        wrong_type["detail"].as_str().unwrap().contains("boolean"),
+        "{wrong_type}"
+    );
+    // nothing at all: the missing parameter names both ways to send it
+    let missing = json(serde_json::json!({})).error(400, 1002);
+    assert!(
+        missing["detail"].as_str().unwrap().contains("image_base64"),
+        "{missing}"
+    );
+}
+
+/// `group_by=name`: the nearest face of each name, so three photos of one person take one
+/// place in the answer, and top_k counts names.
+#[test]
+fn search_grouped_by_name() {
+    let srv = TestServer::start("group-by", |_| {});
+    let set = "people";
+    let enrol = |file: &str, name: &str| {
+        let token = srv.detect_one(&photo(file));
+        srv.get(&format!(
+            "/addface?face_token={token}&face_name={name}&face_set={set}"
+        ))
+        .ok();
+    };
+    enrol("obama.jpg", "obama");
+    enrol("obama2.jpg", "obama");
+    enrol("obama.jpg", "obama");
+    enrol("biden.jpg", "biden");
+    let query = srv.detect_one(&photo("obama2.jpg"));
+    let names = |extra: &str| -> Vec<String> {
+        let v = srv
+            .get(&format!(
+                "/search?face_token={query}&threshold=4&face_set={set}{extra}"
+            ))
+            .ok();
+        v["cmp_result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["face_name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(""), ["obama", "obama", "obama", "biden"]);
+    assert_eq!(names("&group_by=name"), ["obama", "biden"]);
+    assert_eq!(names("&group_by=name&top_k=1"), ["obama"]);
+    assert_eq!(names("&top_k=2"), ["obama", "obama"]);
+    let bad = srv
+        .get(&format!(
+            "/search?face_token={query}&threshold=0.6&face_set={set}&group_by=person"
+        ))
+        .error(400, 1001);
+    assert!(
+        bad["detail"].as_str().unwrap().contains("group_by"),
+        "{bad}"
+    );
+}
+
 #[test]
 fn compare_images_and_tokens() {
     let srv = TestServer::start("compare", |_| {});
@@ -879,12 +1043,8 @@ fn every_error_code_with_its_status() {
         &multipart(&[Part::File("image_file", &jpeg)]),
     )
     .error(400, 1005);
-    srv.post_raw(
-        "/addface",
-        Some("application/json"),
-        br#"{"face_token": "x"}"#,
-    )
-    .error(400, 1005);
+    srv.post_raw("/addface", Some("text/plain"), b"face_token=x")
+        .error(400, 1005);
     let many: Vec<Part> = (0..9).map(|_| Part::Text("x", "y")).collect();
     srv.post_multipart("/detect", &many).error(400, 1005);
     let long_form = format!("face_token={token}&face_name={}", "n".repeat(20_000));

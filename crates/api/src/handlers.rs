@@ -14,7 +14,7 @@ use crate::input::{
     AddFaceInput, CompareInput, DetectInput, FaceSetPageInput, RemoveFaceInput, SearchInput, Valid,
 };
 use crate::openapi::{
-    BadRequest, InternalError, Jpeg, MethodNotAllowed, NotFound, Overloaded, PayloadTooLarge,
+    BadRequest, Get, InternalError, Jpeg, MethodNotAllowed, NotFound, Overloaded, PayloadTooLarge,
 };
 use crate::{ApiError, FaceService};
 
@@ -66,7 +66,7 @@ pub(crate) async fn detect(
     operation_id = "addFaceGet",
     summary = "Enrol a detected face in a face set",
     description = format!("{ADD_FACE} {FROM_QUERY}"),
-    params(AddFaceInput),
+    params(Get<AddFaceInput>),
     responses(
         (status = 200, description = "Success.", body = wire::AddFaceReply),
         BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, InternalError, Overloaded,
@@ -110,7 +110,7 @@ pub(crate) async fn add_face_form(
     operation_id = "removeFaceGet",
     summary = "Remove a face from a face set",
     description = format!("{REMOVE_FACE} {FROM_QUERY}"),
-    params(RemoveFaceInput),
+    params(Get<RemoveFaceInput>),
     responses(
         (status = 200, description = "Success.", body = wire::RemoveFaceReply),
         BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, InternalError, Overloaded,
@@ -154,7 +154,7 @@ pub(crate) async fn remove_face_form(
     operation_id = "searchGet",
     summary = "Search a face set",
     description = format!("{SEARCH} {FROM_QUERY_TOKENS}"),
-    params(SearchInput),
+    params(Get<SearchInput>),
     responses(
         (status = 200, description = "Success.", body = wire::SearchReply),
         BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, InternalError, Overloaded,
@@ -200,7 +200,7 @@ pub(crate) async fn search_form(service: Data<FaceService>, input: Valid<SearchI
     operation_id = "compareGet",
     summary = "Compare two faces",
     description = format!("{COMPARE} {FROM_QUERY_TOKENS}"),
-    params(CompareInput),
+    params(Get<CompareInput>),
     responses(
         (status = 200, description = "Success.", body = wire::CompareReply),
         BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, InternalError, Overloaded,
@@ -256,7 +256,7 @@ pub(crate) async fn face_sets(service: Data<FaceService>) -> Answer {
     operation_id = "faceSet",
     summary = "Page through the faces of a face set",
     description = "Faces in token order.",
-    params(FaceSetPageInput),
+    params(Get<FaceSetPageInput>),
     responses(
         (status = 200, description = "Success.", body = wire::FaceSetReply),
         BadRequest, InternalError, Overloaded,

@@ -202,7 +202,7 @@ macro_rules! document_inputs {
     ($($input:ty),* $(,)?) => {$(
         impl IntoParams for $input {
             fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-                query_parameters(&<$input as FromParams>::SPEC)
+                query_parameters(&<$input as FromParams>::SPEC, false)
             }
         }
 
@@ -225,15 +225,31 @@ document_inputs!(
     FaceSetPageInput,
 );
 
-/// The text parameters, each optional in the query string (a form may carry it instead).
-fn query_parameters(spec: &ParamSpec) -> Vec<Parameter> {
+/// The parameters of a GET operation (`params(Get<AddFaceInput>)`): the query string is all
+/// there is, so the parameters the input cannot do without are required there.
+pub(crate) struct Get<T>(std::marker::PhantomData<T>);
+
+impl<T: FromParams> IntoParams for Get<T> {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        query_parameters(&T::SPEC, true)
+    }
+}
+
+/// The text parameters in the query string: each optional where a form body may carry it
+/// instead (`in_query_only` false), else required when the input requires it.
+fn query_parameters(spec: &ParamSpec, in_query_only: bool) -> Vec<Parameter> {
     spec.text
         .iter()
         .map(|name| {
+            let required = in_query_only && spec.required.contains(name);
             ParameterBuilder::new()
                 .name(*name)
                 .parameter_in(ParameterIn::Query)
-                .required(Required::False)
+                .required(if required {
+                    Required::True
+                } else {
+                    Required::False
+                })
                 .schema(Some(text_parameter(name).unwrap_or_else(plain_text)))
                 .build()
         })
@@ -675,6 +691,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn get_operations_require_what_their_input_requires() {
+        let doc = document();
+        let required = |path: &str, method: &str, name: &str| {
+            doc["paths"][path][method]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .map(|p| p["required"].clone())
+                .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"))
+        };
+        assert_eq!(required("/addface", "get", "face_token"), true);
+        assert_eq!(required("/removeface", "get", "face_token"), true);
+        assert_eq!(required("/search", "get", "threshold"), true);
+        assert_eq!(required("/search", "get", "top_k"), false);
+        // a POST may carry them in its body instead
+        assert_eq!(required("/addface", "post", "face_token"), false);
+        assert_eq!(required("/search", "post", "threshold"), false);
     }
 
     #[test]

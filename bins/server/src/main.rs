@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use facerec::FaceEngine;
-use facerec_api::{ApiConfig, FaceService, ServerOptions};
+use facerec_api::{AllowedHost, ApiConfig, FaceService, ServerOptions};
 use facerec_store::StoreConfig;
 use facerec_store_postgres::Postgres;
 
@@ -98,6 +98,23 @@ struct Args {
     )]
     queue: Option<usize>,
 
+    /// Accept image_url (image_url_a, image_url_b): the server fetches the image itself, over
+    /// http or https, from public addresses only (see --image-url-allow) [default: off].
+    #[arg(long, env = "FACEREC_ALLOW_IMAGE_URLS")]
+    allow_image_urls: bool,
+
+    /// A host image URLs may be fetched from although it is not public: a host name, an
+    /// address or a CIDR range (images.internal, 10.0.0.5, 10.1.0.0/16); repeat the flag or
+    /// separate with commas. Needs --allow-image-urls.
+    #[arg(
+        long,
+        env = "FACEREC_IMAGE_URL_ALLOW",
+        value_name = "HOST",
+        value_delimiter = ',',
+        requires = "allow_image_urls"
+    )]
+    image_url_allow: Vec<AllowedHost>,
+
     /// Log format (the filter comes from RUST_LOG, default "info").
     #[arg(long, env = "FACEREC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -175,6 +192,8 @@ impl Args {
         if let Some(threads) = self.inference_threads {
             config.inference_threads = threads;
         }
+        config.limits.image_urls.enabled = self.allow_image_urls;
+        config.limits.image_urls.allow = self.image_url_allow.clone();
         config
     }
 }
@@ -403,6 +422,44 @@ mod tests {
         assert_eq!(config.tokens.ttl, Duration::from_secs(5400));
         assert_eq!(config.queue, 0);
         assert_eq!(config.inference_threads, 3);
+    }
+
+    #[test]
+    fn image_urls_are_off_unless_turned_on() {
+        let off = Args::try_parse_from(["facerec-server"])
+            .unwrap()
+            .api_config();
+        assert!(!off.limits.image_urls.enabled);
+        let on = Args::try_parse_from([
+            "facerec-server",
+            "--allow-image-urls",
+            "--image-url-allow",
+            "127.0.0.1,images.internal",
+            "--image-url-allow",
+            "10.1.0.0/16",
+        ])
+        .unwrap()
+        .api_config();
+        assert!(on.limits.image_urls.enabled);
+        let allowed: Vec<String> = on
+            .limits
+            .image_urls
+            .allow
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(allowed, ["127.0.0.1", "images.internal", "10.1.0.0/16"]);
+        // an allow list alone turns nothing on, and a bad entry is named
+        assert!(Args::try_parse_from(["facerec-server", "--image-url-allow", "10.0.0.1"]).is_err());
+        let bad = Args::try_parse_from([
+            "facerec-server",
+            "--allow-image-urls",
+            "--image-url-allow",
+            "http://x/",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("http://x/"), "{bad}");
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::time::Duration;
 use facerec::DecodeLimits;
 use facerec_store::TokenCacheConfig;
 
+use crate::ImageUrlPolicy;
+
 /// Bounds on what a request may send. The extractors validate every request against the
 /// `Limits` registered as app data by [`app`](crate::app).
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +26,8 @@ pub struct Limits {
     pub max_form_bytes: usize,
     /// Time allowed for receiving a whole request body (30 s).
     pub body_timeout: Duration,
+    /// Whether and where the images of `image_url` parameters are fetched from (off).
+    pub image_urls: ImageUrlPolicy,
     /// Largest search threshold (4.0): raw distances of the default model stay below about
     /// 3, so anything above matches every face already.
     pub max_threshold: f32,
@@ -44,6 +48,7 @@ impl Default for Limits {
             multipart_overhead: 64 * 1024,
             max_form_bytes: 16 * 1024,
             body_timeout: Duration::from_secs(30),
+            image_urls: ImageUrlPolicy::default(),
             max_threshold: 4.0,
             max_top_k: 10_000,
             default_page: 100,

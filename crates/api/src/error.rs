@@ -117,6 +117,18 @@ pub enum ApiError {
         /// Whether the endpoint takes image uploads (then the code is FILE_ERROR).
         uploads: bool,
     },
+    /// The image of an `image_url` parameter could not be fetched: an error status, a
+    /// timeout, a failed connection, or more bytes than an upload may have (then 413, like
+    /// an oversize upload). A URL refused before fetching is a [`ApiError::BadArgument`].
+    #[error("parameter '{name}': {reason}")]
+    ImageFetch {
+        /// The parameter (`image_url`, `image_url_a`, ...).
+        name: &'static str,
+        /// What went wrong, with the URL.
+        reason: String,
+        /// Whether the image is larger than the limit.
+        too_large: bool,
+    },
     /// The request body could not be read or parsed.
     #[error("the request body could not be read: {reason}")]
     Upload {
@@ -253,6 +265,14 @@ impl ApiError {
                 } else {
                     C::UploadError
                 },
+            ),
+            Self::ImageFetch { too_large, .. } => Mapping::new(
+                if *too_large {
+                    S::PAYLOAD_TOO_LARGE
+                } else {
+                    S::BAD_REQUEST
+                },
+                C::FileError,
             ),
             Self::Upload { .. } => Mapping::new(S::BAD_REQUEST, C::UploadError),
             Self::UnknownToken { .. } | Self::CropNotFound { .. } => {

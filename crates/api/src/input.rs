@@ -4,8 +4,9 @@
 //! Parameters may come from the query string (GET) or from the body (POST: a urlencoded or
 //! multipart form, or a JSON object of strings and numbers); when one is given twice the
 //! first wins, the query string first. An image comes as a multipart file field
-//! (`image_file`) or, in any body, as base64 text (`image_base64`). Unknown fields are
-//! drained without being stored.
+//! (`image_file`) or, in any body, as base64 text (`image_base64`) or as a URL the server
+//! fetches (`image_url`, when [`ImageUrlPolicy`](crate::ImageUrlPolicy) allows). Unknown
+//! fields are drained without being stored.
 
 use std::cell::Cell;
 use std::pin::Pin;
@@ -26,7 +27,7 @@ use futures_util::{Stream, StreamExt};
 use facerec_store::FaceToken;
 
 use crate::service::{FaceQuery, Ranking, Threshold};
-use crate::{ApiError, Limits};
+use crate::{ApiError, Limits, fetch};
 
 /// Face set of requests that name none (the original API's).
 pub(crate) const DEFAULT_FACE_SET: &str = "default";
@@ -48,11 +49,33 @@ pub(crate) struct ParamSpec {
     pub(crate) required: &'static [&'static str],
 }
 
+/// The names of one image's three forms: file field, base64 text, URL.
+pub(crate) type ImageNames = [&'static str; 3];
+
+/// Every image parameter in its three forms. An endpoint that takes the file takes the URL
+/// too (body only), fetched when [`ImageUrlPolicy`](crate::ImageUrlPolicy) allows.
+const IMAGE_FORMS: [ImageNames; 3] = [
+    ["image_file", "image_base64", "image_url"],
+    ["image_file_a", "image_base64_a", "image_url_a"],
+    ["image_file_b", "image_base64_b", "image_url_b"],
+];
+
+impl ParamSpec {
+    /// The three forms of each image in `files` that may also come as a URL.
+    pub(crate) fn urls(&self) -> impl Iterator<Item = ImageNames> + '_ {
+        self.files
+            .iter()
+            .filter_map(|file| IMAGE_FORMS.iter().find(|[f, _, _]| f == file).copied())
+    }
+}
+
 /// Raw parameters, before validation.
 #[derive(Debug, Default)]
 pub(crate) struct Params {
     text: Vec<(String, String)>,
     files: Vec<(String, Bytes)>,
+    /// Images fetched from their URL parameter, by its name.
+    fetched: Vec<(&'static str, Bytes)>,
 }
 
 impl Params {
@@ -79,23 +102,45 @@ impl Params {
         self.text.iter().any(|(k, _)| k == name) || self.files.iter().any(|(k, _)| k == name)
     }
 
-    /// The image of file field `file`, or of its base64 field `base64`, not both; decoded
+    /// The image of file field `file`, of its base64 text `base64` or fetched from its URL
+    /// `url` (by [`fetch_images`]), at most one of them, with the name it came by; decoded
     /// and held to `limits.decode.max_bytes`.
     fn image(
         &self,
-        file: &'static str,
-        base64: &'static str,
+        [file, base64, url]: ImageNames,
         limits: &Limits,
-    ) -> Result<Option<Bytes>, ApiError> {
-        match (self.file(file), self.text(base64)) {
-            (Some(bytes), None) => Ok(Some(bytes)),
-            (None, Some(text)) => decode_base64(base64, text, limits.decode.max_bytes).map(Some),
-            (Some(_), Some(_)) => Err(ApiError::BadArgument {
-                name: base64,
-                reason: format!("give {file} or {base64}, not both"),
-            }),
-            (None, None) => Ok(None),
+    ) -> Result<Option<(Bytes, &'static str)>, ApiError> {
+        self.one_image([file, base64, url])?;
+        if let Some(bytes) = self.file(file) {
+            return Ok(Some((bytes, file)));
         }
+        if let Some(text) = self.text(base64) {
+            return decode_base64(base64, text, limits.decode.max_bytes).map(|b| Some((b, base64)));
+        }
+        if self.text(url).is_some() {
+            return match self.fetched.iter().find(|(name, _)| *name == url) {
+                Some((_, bytes)) => Ok(Some((bytes.clone(), url))),
+                None => Err(ApiError::Internal(format!("{url} was not fetched"))),
+            };
+        }
+        Ok(None)
+    }
+
+    /// Refuses an image given more than one way.
+    fn one_image(&self, names: ImageNames) -> Result<(), ApiError> {
+        let given: Vec<&'static str> = names
+            .into_iter()
+            .filter(|name| self.file(name).is_some() || self.text(name).is_some())
+            .collect();
+        let reason = match given[..] {
+            [] | [_] => return Ok(()),
+            [a, b] => format!("give {a} or {b}, not both"),
+            _ => format!("give one of {}, not all three", given.join(", ")),
+        };
+        Err(ApiError::BadArgument {
+            name: given[1],
+            reason,
+        })
     }
 
     fn push_text(&mut self, name: String, value: String) {
@@ -133,10 +178,47 @@ impl<T: FromParams + 'static> FromRequest for Valid<T> {
                     &default
                 }
             };
-            let params = read_params(&req, payload, &T::SPEC, limits).await?;
+            let mut params = read_params(&req, payload, &T::SPEC, limits).await?;
+            fetch_images(&mut params, &T::SPEC, limits).await?;
             T::from_params(params, limits).map(Valid)
         })
     }
+}
+
+/// Fetches, all at once, the images the request gives by URL, each under
+/// `limits.image_urls` and held to `limits.decode.max_bytes`; the bytes then go the way of an
+/// uploaded file. An image also given another way is refused before anything is fetched.
+async fn fetch_images(
+    params: &mut Params,
+    spec: &ParamSpec,
+    limits: &Limits,
+) -> Result<(), ApiError> {
+    let mut fetches = Vec::new();
+    for [file, base64, url] in spec.urls() {
+        let Some(text) = params.text(url) else {
+            continue;
+        };
+        if !limits.image_urls.enabled {
+            return Err(fetch::disabled(url));
+        }
+        params.one_image([file, base64, url])?;
+        if text.len() > limits.max_text_bytes {
+            return Err(ApiError::BadArgument {
+                name: url,
+                reason: format!("longer than {} bytes", limits.max_text_bytes),
+            });
+        }
+        fetches.push(async move {
+            fetch::fetch_image(url, text, &limits.image_urls, limits.decode.max_bytes)
+                .await
+                .map(|bytes| (url, bytes))
+        });
+    }
+    if !fetches.is_empty() {
+        let fetched = futures_util::future::try_join_all(fetches).await?;
+        params.fetched.extend(fetched);
+    }
+    Ok(())
 }
 
 /// What kind of body a request has.
@@ -289,13 +371,15 @@ impl Stream for LimitedBody {
     }
 }
 
-/// The name of a text parameter a body may carry for `spec` (text or base64 image).
+/// The name of a text parameter a body may carry for `spec` (text, base64 image or image
+/// URL).
 fn body_text_name(spec: &ParamSpec, name: &str) -> Option<&'static str> {
     spec.text
         .iter()
         .chain(spec.base64)
-        .find(|n| **n == name)
         .copied()
+        .chain(spec.urls().map(|[_, _, url]| url))
+        .find(|n| *n == name)
 }
 
 /// A whole urlencoded or JSON body, at most `limits.max_form_bytes` long, or as long as the
@@ -588,26 +672,21 @@ fn number(
     }
 }
 
-/// A face given by token (`token_name`) or by photo (`file_name`, or its base64 text
-/// `base64_name`), exactly one of them.
+/// A face given by token (`token_name`) or by photo (file, base64 text or URL: `image`),
+/// exactly one of them.
 fn face_query(
     params: &Params,
     limits: &Limits,
-    [token_name, file_name, base64_name]: [&'static str; 3],
+    token_name: &'static str,
+    image: ImageNames,
     either: &'static str,
 ) -> Result<FaceQuery, ApiError> {
-    match (
-        token(params, token_name)?,
-        params.image(file_name, base64_name, limits)?,
-    ) {
+    match (token(params, token_name)?, params.image(image, limits)?) {
         (Some(token), None) => Ok(FaceQuery::Token(token)),
-        (None, Some(bytes)) => Ok(FaceQuery::Image {
-            bytes,
-            label: file_name,
-        }),
+        (None, Some((bytes, label))) => Ok(FaceQuery::Image { bytes, label }),
         (Some(_), Some(_)) => Err(ApiError::BadArgument {
             name: token_name,
-            reason: format!("give {either}, not both"),
+            reason: format!("give only one of {either}"),
         }),
         (None, None) => Err(ApiError::MissingArgument { name: either }),
     }
@@ -628,11 +707,11 @@ impl FromParams for DetectInput {
     };
 
     fn from_params(params: Params, limits: &Limits) -> Result<Self, ApiError> {
-        let image = params.image("image_file", "image_base64", limits)?.ok_or(
-            ApiError::MissingArgument {
-                name: "image_file or image_base64",
-            },
-        )?;
+        let (image, _) = params
+            .image(["image_file", "image_base64", "image_url"], limits)?
+            .ok_or(ApiError::MissingArgument {
+                name: "image_file, image_base64 or image_url",
+            })?;
         Ok(Self { image })
     }
 }
@@ -713,8 +792,9 @@ impl FromParams for SearchInput {
         let query = face_query(
             &params,
             limits,
-            ["face_token", "image_file", "image_base64"],
-            "face_token, image_file or image_base64",
+            "face_token",
+            ["image_file", "image_base64", "image_url"],
+            "face_token, image_file, image_base64 or image_url",
         )?;
         let threshold = Threshold::parse(params.required("threshold")?, limits.max_threshold)
             .map_err(|reason| ApiError::BadArgument {
@@ -767,14 +847,16 @@ impl FromParams for CompareInput {
             a: face_query(
                 &params,
                 limits,
-                ["face_token_a", "image_file_a", "image_base64_a"],
-                "face_token_a, image_file_a or image_base64_a",
+                "face_token_a",
+                ["image_file_a", "image_base64_a", "image_url_a"],
+                "face_token_a, image_file_a, image_base64_a or image_url_a",
             )?,
             b: face_query(
                 &params,
                 limits,
-                ["face_token_b", "image_file_b", "image_base64_b"],
-                "face_token_b, image_file_b or image_base64_b",
+                "face_token_b",
+                ["image_file_b", "image_base64_b", "image_url_b"],
+                "face_token_b, image_file_b, image_base64_b or image_url_b",
             )?,
             set: face_set(&params)?,
         })
@@ -898,12 +980,39 @@ mod tests {
     }
 
     #[test]
+    fn every_image_comes_three_ways_and_one_at_a_time() {
+        for spec in [DetectInput::SPEC, SearchInput::SPEC, CompareInput::SPEC] {
+            let forms: Vec<ImageNames> = spec.urls().collect();
+            assert_eq!(forms.len(), spec.files.len(), "{spec:?}");
+            for ([file, base64, _], (f, b)) in forms.iter().zip(spec.files.iter().zip(spec.base64))
+            {
+                assert_eq!((file, base64), (f, b));
+            }
+        }
+        let mut p = params(&[("image_url", "http://x/"), ("image_base64", "AAAA")]);
+        let names = IMAGE_FORMS[0];
+        let err = p.image(names, &Limits::default()).unwrap_err().to_string();
+        assert!(
+            err.contains("give image_base64 or image_url, not both"),
+            "{err}"
+        );
+        p.files
+            .push(("image_file".to_owned(), Bytes::from_static(b"x")));
+        let err = p.image(names, &Limits::default()).unwrap_err().to_string();
+        assert!(err.contains("not all three"), "{err}");
+        // a URL is only ever taken as fetched bytes
+        let p = params(&[("image_url", "http://x/")]);
+        let err = p.image(names, &Limits::default()).unwrap_err();
+        assert_eq!(err.code().code(), 1003);
+    }
+
+    #[test]
     fn search_needs_a_query_and_a_threshold() {
         let err = search(params(&[("threshold", "0.6")])).unwrap_err();
         assert!(matches!(
             err,
             ApiError::MissingArgument {
-                name: "face_token, image_file or image_base64"
+                name: "face_token, image_file, image_base64 or image_url"
             }
         ));
         let err = search(params(&[("face_token", "t")])).unwrap_err();

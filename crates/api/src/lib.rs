@@ -46,6 +46,7 @@ mod config;
 mod crop;
 mod dto;
 mod error;
+mod fetch;
 mod handlers;
 mod input;
 mod metrics;
@@ -57,6 +58,7 @@ mod service;
 
 pub use config::{ApiConfig, Limits};
 pub use error::{ApiError, ErrorCode};
+pub use fetch::{AllowedHost, ImageUrlPolicy};
 pub use openapi::openapi_json;
 pub use routes::{REQUEST_ID, app, routes};
 pub use server::{RunningServer, ServerOptions, server, spawn};

@@ -268,6 +268,9 @@ fn form(spec: &ParamSpec) -> Object {
     for (name, file) in spec.base64.iter().zip(spec.files) {
         form = form.property(*name, image_base64(file));
     }
+    for [file, _, url] in spec.urls() {
+        form = form.property(url, image_url(file));
+    }
     for name in spec.required {
         form = form.required(*name);
     }
@@ -365,6 +368,26 @@ fn image_base64(file: &str) -> Object {
              line breaks and a data:image/...;base64, prefix allowed), in a multipart, \
              urlencoded or JSON body; instead of {file}, not with it. The decoded bytes are held \
              to the same {} MiB.",
+            limits.decode.max_bytes / (1024 * 1024)
+        )))
+        .build()
+}
+
+/// An image as a URL the server fetches (any body), instead of the file field `file`.
+fn image_url(file: &str) -> Object {
+    let limits = Limits::default();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::Custom("uri".to_owned())))
+        .max_length(Some(limits.max_text_bytes))
+        .description(Some(format!(
+            "The {file} image as an http or https URL that the server fetches, in a multipart, \
+             urlencoded or JSON body; instead of {file}, not with it. Only on a server started \
+             with --allow-image-urls (else error 1001), and only from public addresses unless \
+             the host is listed with --image-url-allow; at most {} redirects, {} s for the whole \
+             fetch, and the same {} MiB.",
+            limits.image_urls.max_redirects,
+            limits.image_urls.timeout.as_secs(),
             limits.decode.max_bytes / (1024 * 1024)
         )))
         .build()

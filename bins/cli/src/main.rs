@@ -1,6 +1,8 @@
-//! `facerec`: detect faces, compare two photos, and evaluate on LFW from the command line.
+//! `facerec`: detect faces, compare two photos, enrol a folder of photos in a face set, and
+//! evaluate on LFW from the command line.
 
 mod draw;
+mod enroll;
 mod eval;
 mod lfw;
 
@@ -15,7 +17,7 @@ use serde_json::json;
 #[command(
     name = "facerec",
     version,
-    about = "Face detection, comparison and LFW evaluation"
+    about = "Face detection, comparison, enrolment and LFW evaluation"
 )]
 struct Cli {
     /// Folder holding pnet/rnet/onet.onnx and the embedding model.
@@ -60,6 +62,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Enrol a folder of photos, DIR/<name>/*.jpg, in a face set: through a server
+    /// (--server) or straight into a data dir (--data-dir); resumable (--resume).
+    Enroll(enroll::EnrollArgs),
     /// The standard LFW verification protocol (threshold per fold chosen on the other folds).
     EvalLfw(eval::EvalArgs),
 }
@@ -82,16 +87,21 @@ fn run(cli: Cli) -> Result<()> {
     let mut config = EngineConfig::default();
     config.detector.min_face_size = cli.min_face;
     config.embedder.flip = cli.flip;
-    let engine = FaceEngine::with_config(&cli.models, config)
-        .with_context(|| format!("loading models from {}", cli.models.display()))?;
+    let models = cli.models;
+    let load = move || {
+        FaceEngine::with_config(&models, config)
+            .with_context(|| format!("loading models from {}", models.display()))
+    };
     match cli.command {
-        Command::Detect { image, json, draw } => detect(&engine, &image, json, draw.as_deref()),
+        Command::Detect { image, json, draw } => detect(&load()?, &image, json, draw.as_deref()),
         Command::Compare {
             image_a,
             image_b,
             json,
-        } => compare(&engine, &image_a, &image_b, json),
-        Command::EvalLfw(args) => eval::run(&engine, &args),
+        } => compare(&load()?, &image_a, &image_b, json),
+        // enrolling through a server loads no models
+        Command::Enroll(args) => enroll::run(&args, load),
+        Command::EvalLfw(args) => eval::run(&load()?, &args),
     }
 }
 

@@ -3,9 +3,11 @@
 //! PostgreSQL) and runs the server from `facerec-api` until SIGINT or SIGTERM, then flushes
 //! the face store. `facerec-server store copy` moves face sets between stores.
 
+mod keys;
 mod store;
 
-use std::net::TcpListener;
+use std::net::{TcpListener, ToSocketAddrs};
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use facerec::FaceEngine;
-use facerec_api::{AllowedHost, ApiConfig, FaceService, ServerOptions};
+use facerec_api::{AllowedHost, ApiConfig, FaceService, RateLimit, ServerOptions};
 use facerec_store::StoreConfig;
 use facerec_store_postgres::Postgres;
 
@@ -115,6 +117,34 @@ struct Args {
     )]
     image_url_allow: Vec<AllowedHost>,
 
+    /// Serve requests without an API key while no key exists, although --bind is not a
+    /// loopback address (e.g. behind a proxy that authenticates). Without it, such a server
+    /// refuses to start until a key exists (`facerec-server keys create`).
+    #[arg(long, env = "FACEREC_ALLOW_ANONYMOUS")]
+    allow_anonymous: bool,
+
+    #[arg(
+        long,
+        env = "FACEREC_RATE_LIMIT",
+        value_name = "N",
+        help = with_default(
+            "Requests per second each API key may send on average (0: no limit)",
+            defaults().auth.rate_limit.map_or(0, |r| r.per_second.get()),
+        )
+    )]
+    rate_limit: Option<u32>,
+
+    #[arg(
+        long,
+        env = "FACEREC_RATE_BURST",
+        value_name = "N",
+        help = with_default(
+            "Requests each API key may send at once, above its rate",
+            defaults().auth.rate_limit.map_or(0, |r| r.burst.get()),
+        )
+    )]
+    rate_burst: Option<u32>,
+
     /// Log format (the filter comes from RUST_LOG, default "info").
     #[arg(long, env = "FACEREC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -126,6 +156,18 @@ enum Command {
     Store {
         #[command(subcommand)]
         action: StoreCommand,
+    },
+    /// API keys: make, list and revoke them (also while servers run on the store).
+    Keys {
+        /// Data dir whose keys.json holds the keys (with the default sled store).
+        #[arg(long, env = "FACEREC_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// The store whose keys to manage: sled:DATA_DIR or postgres://USER@HOST/DB
+        /// [default: sled:<--data-dir>].
+        #[arg(long, env = "FACEREC_STORE", value_name = "STORE")]
+        store: Option<StoreSpec>,
+        #[command(subcommand)]
+        action: keys::KeysCommand,
     },
 }
 
@@ -192,6 +234,19 @@ impl Args {
         if let Some(threads) = self.inference_threads {
             config.inference_threads = threads;
         }
+        let default_rate = config.auth.rate_limit;
+        let per_second = self
+            .rate_limit
+            .map_or(default_rate.map(|r| r.per_second), NonZeroU32::new);
+        config.auth.rate_limit = per_second.map(|per_second| RateLimit {
+            per_second,
+            burst: self
+                .rate_burst
+                .and_then(NonZeroU32::new)
+                .or(default_rate.map(|r| r.burst))
+                .unwrap_or(per_second),
+        });
+        config.auth.anonymous = self.allow_anonymous || binds_loopback_only(&self.bind);
         config.limits.image_urls.enabled = self.allow_image_urls;
         config.limits.image_urls.allow = self.image_url_allow.clone();
         config
@@ -200,7 +255,9 @@ impl Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(args.log_format);
+    // the keys command prints a new key on stdout: its log goes to stderr
+    let log_to_stderr = matches!(args.command, Some(Command::Keys { .. }));
+    init_logging(args.log_format, log_to_stderr);
     if let Some(Command::Store {
         action:
             StoreCommand::Copy {
@@ -212,9 +269,32 @@ fn main() -> anyhow::Result<()> {
     {
         return store::run_copy(from, to, *pool_size);
     }
+    if let Some(Command::Keys {
+        data_dir,
+        store,
+        action,
+    }) = &args.command
+    {
+        let spec = store
+            .clone()
+            .unwrap_or_else(|| StoreSpec::Sled(data_dir.clone()));
+        return keys::run(&spec, args.pool_size, action);
+    }
 
     let engine = load_models(&args.models_dir)?;
     let service = open_service(&args, engine)?;
+    if !service.config().auth.anonymous
+        && !service.keys().any().context("cannot read the API keys")?
+    {
+        bail!(
+            "refusing to listen on {} without API keys: anyone who can reach it could read, \
+             add and delete every face. Make a key first with `facerec-server keys create \
+             --name NAME --role admin` (it works while the server runs, too), or pass \
+             --allow-anonymous to serve without keys (e.g. behind a proxy that authenticates), \
+             or listen on 127.0.0.1",
+            args.bind
+        );
+    }
 
     let listener = TcpListener::bind(&args.bind).with_context(|| {
         format!(
@@ -258,15 +338,42 @@ fn open_service(args: &Args, engine: Arc<FaceEngine>) -> anyhow::Result<FaceServ
                 .face_store(StoreConfig::new(model.id.clone(), model.dims))
                 .with_context(hint)?;
             let tokens = pg.token_store(config.tokens);
-            FaceService::new(engine, Arc::new(faces), Arc::new(tokens), config).with_context(hint)
+            let keys = pg.key_store();
+            FaceService::with_keys(
+                engine,
+                Arc::new(faces),
+                Arc::new(tokens),
+                Arc::new(keys),
+                config,
+            )
+            .with_context(hint)
         }
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Whether every address `bind` stands for is a loopback one (127.0.0.0/8, ::1): then only
+/// this machine can reach the server. An address that cannot be resolved counts as not.
+fn binds_loopback_only(bind: &str) -> bool {
+    bind.to_socket_addrs()
+        .map(|addrs| {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        })
+        .unwrap_or(false)
+}
+
+fn init_logging(format: LogFormat, to_stderr: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(move || -> Box<dyn std::io::Write> {
+            if to_stderr {
+                Box::new(std::io::stderr())
+            } else {
+                Box::new(std::io::stdout())
+            }
+        });
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder

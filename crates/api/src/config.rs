@@ -37,6 +37,8 @@ pub struct Limits {
     pub default_page: usize,
     /// Largest page size of `/faceset` (1,000).
     pub max_page: usize,
+    /// Most images in one batch enrolment, `POST /faceset/{set}/faces` (16).
+    pub max_batch_images: usize,
 }
 
 impl Default for Limits {
@@ -53,6 +55,7 @@ impl Default for Limits {
             max_top_k: 10_000,
             default_page: 100,
             max_page: 1_000,
+            max_batch_images: 16,
         }
     }
 }
@@ -91,6 +94,42 @@ pub struct ApiConfig {
     pub queue: usize,
     /// Request limits.
     pub limits: Limits,
+    /// Who may call the API without a key, and how fast keys may call it.
+    pub auth: AuthConfig,
+}
+
+/// Access without API keys, and the per-key rate limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Whether requests without a key are served while no key exists (true: the original
+    /// API's behaviour). Once a key exists, every request but `/health` and `/ready` needs
+    /// one whatever this says. The server binary sets it to false when it listens on a
+    /// non-loopback address without `--allow-anonymous`.
+    pub anonymous: bool,
+    /// Requests each key may send (token bucket); `None`: no limit. Default 50 per second,
+    /// in bursts of up to 100.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: std::num::NonZeroU32,
+    /// Most requests at once.
+    pub burst: std::num::NonZeroU32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            anonymous: true,
+            rate_limit: Some(RateLimit {
+                per_second: std::num::NonZeroU32::new(50).unwrap_or(std::num::NonZeroU32::MIN),
+                burst: std::num::NonZeroU32::new(100).unwrap_or(std::num::NonZeroU32::MIN),
+            }),
+        }
+    }
 }
 
 impl ApiConfig {
@@ -102,6 +141,7 @@ impl ApiConfig {
             inference_threads: cpus(),
             queue: 64,
             limits: Limits::default(),
+            auth: AuthConfig::default(),
         }
     }
 

@@ -13,6 +13,7 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ArrayBuilder, Object, ObjectBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
 
+use crate::enroll::EnrollResult;
 use crate::service::{Comparison, DetectedFace, FaceSetPage, Readiness, SearchOutcome, SetFace};
 
 /// `{"sucess": true, "success": true, ...body}`.
@@ -69,6 +70,10 @@ pub(crate) mod wire {
     pub(crate) type FaceSetReply = Reply<super::FaceSetReply>;
     pub(crate) type HealthReply = Reply<super::HealthReply>;
     pub(crate) type ReadyReply = Reply<super::ReadyReply>;
+    pub(crate) type EnrollReply = Reply<super::EnrollReply>;
+    pub(crate) type KeyListReply = Reply<crate::keys::KeyList>;
+    pub(crate) type RevokedKeyReply = Reply<crate::keys::RevokedKeyReply>;
+    pub(crate) type NewKeyReply = Reply<crate::keys::NewKeyReply>;
 }
 
 /// 200 with `body` and both success flags.
@@ -404,5 +409,82 @@ mod tests {
             r,
             serde_json::json!({"sucess": true, "success": true, "status": "ok"})
         );
+    }
+}
+
+/// The answer of a batch enrolment.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EnrollReply {
+    face_set: String,
+    /// Photos whose face was enrolled.
+    enrolled: usize,
+    /// Photos that were not enrolled (each result says why).
+    failed: usize,
+    /// One per photo, in the order they were sent.
+    results: Vec<EnrollResultDto>,
+}
+
+/// What became of one photo: its face's token and how many faces it had, or an error.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EnrollResult)]
+pub(crate) struct EnrollResultDto {
+    /// Place of the photo in the request, from 0.
+    index: usize,
+    /// The photo's file name as sent (`photo N` when it had none).
+    file_name: String,
+    /// The face name it was sent with.
+    name: String,
+    /// The enrolled face's token: the same photo enrolled in the same set again gets the
+    /// same token (and replaces the record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    face_token: Option<String>,
+    /// Faces found in the photo; when more than 1, the largest was enrolled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    face_count: Option<usize>,
+    /// Why the photo was not enrolled: 1004 (not a readable image), 1007 (no face).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_message: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+impl EnrollReply {
+    pub(crate) fn new(face_set: String, results: Vec<EnrollResult>) -> Self {
+        let enrolled = results.iter().filter(|r| r.outcome.is_ok()).count();
+        let results: Vec<EnrollResultDto> = results
+            .into_iter()
+            .map(|r| {
+                let mut dto = EnrollResultDto {
+                    index: r.index,
+                    file_name: r.file_name,
+                    name: r.name,
+                    face_token: None,
+                    face_count: None,
+                    error_code: None,
+                    error_message: None,
+                    detail: None,
+                };
+                match r.outcome {
+                    Ok(face) => {
+                        dto.face_token = Some(face.token.into());
+                        dto.face_count = Some(face.face_count);
+                    }
+                    Err(e) => {
+                        dto.error_code = Some(e.code.code());
+                        dto.error_message = Some(e.code.name());
+                        dto.detail = Some(e.detail);
+                    }
+                }
+                dto
+            })
+            .collect();
+        Self {
+            face_set,
+            enrolled,
+            failed: results.len() - enrolled,
+            results,
+        }
     }
 }

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 /// The error codes of the Face API: 1001-1007 come from the original API, 1008 and 1009 are
-/// added for unknown routes and wrong methods.
+/// added for unknown routes and wrong methods, 1010-1012 for API keys and rate limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// 1001: a parameter could not be parsed or is out of range.
@@ -30,11 +30,17 @@ pub enum ErrorCode {
     NotFound,
     /// 1009: the route exists but not with this method.
     MethodNotAllowed,
+    /// 1010: no API key, or an unknown or revoked one (HTTP 401).
+    Unauthorized,
+    /// 1011: the API key may not do this, or not on this face set (HTTP 403).
+    Forbidden,
+    /// 1012: the API key sent too many requests (HTTP 429 with `Retry-After`).
+    RateLimited,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 12] = [
         Self::BadArguments,
         Self::MissingArguments,
         Self::InternalError,
@@ -44,6 +50,9 @@ impl ErrorCode {
         Self::FaceInfoError,
         Self::NotFound,
         Self::MethodNotAllowed,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::RateLimited,
     ];
 
     /// The number sent as `error_code`.
@@ -58,6 +67,9 @@ impl ErrorCode {
             Self::FaceInfoError => 1007,
             Self::NotFound => 1008,
             Self::MethodNotAllowed => 1009,
+            Self::Unauthorized => 1010,
+            Self::Forbidden => 1011,
+            Self::RateLimited => 1012,
         }
     }
 
@@ -73,6 +85,9 @@ impl ErrorCode {
             Self::FaceInfoError => "FACE_INFO_ERROR",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::RateLimited => "RATE_LIMITED",
         }
     }
 }
@@ -182,6 +197,33 @@ pub enum ApiError {
         /// The methods the route takes, comma-separated (also sent as `Allow`).
         allowed: String,
     },
+    /// The request carries no API key, or one the server does not know (any more).
+    #[error("{reason}")]
+    Unauthorized {
+        /// What was wrong and what to do.
+        reason: String,
+    },
+    /// The API key may not do this.
+    #[error("{reason}")]
+    Forbidden {
+        /// What the key may not do, and what it may.
+        reason: String,
+    },
+    /// The API key has used up its request rate.
+    #[error(
+        "API key '{key}' sent more than {per_second} requests per second (bursts of \
+         {burst}); retry in {retry_after_s} s"
+    )]
+    RateLimited {
+        /// The key's name.
+        key: String,
+        /// The sustained rate allowed.
+        per_second: u32,
+        /// The burst allowed.
+        burst: u32,
+        /// Seconds until a request will be accepted (also sent as `Retry-After`).
+        retry_after_s: u64,
+    },
     /// Something failed inside the server.
     #[error("internal error: {0}")]
     Internal(String),
@@ -239,7 +281,10 @@ impl ApiError {
                 Sto::InvalidSetName { .. }
                 | Sto::InvalidToken { .. }
                 | Sto::NameTooLong { .. }
-                | Sto::InvalidThreshold { .. } => Mapping::new(S::BAD_REQUEST, C::BadArguments),
+                | Sto::InvalidThreshold { .. }
+                | Sto::InvalidKey { .. } => Mapping::new(S::BAD_REQUEST, C::BadArguments),
+                Sto::KeyExists { .. } => Mapping::new(S::CONFLICT, C::BadArguments),
+                Sto::KeyNotFound { .. } => Mapping::new(S::NOT_FOUND, C::BadArguments),
                 Sto::NotFound { .. } => Mapping::new(S::NOT_FOUND, C::FaceTokenError),
                 // The database is down or slow: the same request may work in a moment.
                 Sto::Unavailable { .. } => Mapping::new(S::SERVICE_UNAVAILABLE, C::InternalError)
@@ -285,6 +330,13 @@ impl ApiError {
             Self::MethodNotAllowed { allowed, .. } => {
                 Mapping::new(S::METHOD_NOT_ALLOWED, C::MethodNotAllowed)
                     .with_header(header::ALLOW, allowed.clone())
+            }
+            Self::Unauthorized { .. } => Mapping::new(S::UNAUTHORIZED, C::Unauthorized)
+                .with_header(header::WWW_AUTHENTICATE, "Bearer".to_owned()),
+            Self::Forbidden { .. } => Mapping::new(S::FORBIDDEN, C::Forbidden),
+            Self::RateLimited { retry_after_s, .. } => {
+                Mapping::new(S::TOO_MANY_REQUESTS, C::RateLimited)
+                    .with_header(header::RETRY_AFTER, retry_after_s.to_string())
             }
             Self::Internal(_) => Mapping::new(S::INTERNAL_SERVER_ERROR, C::InternalError),
         }
@@ -469,6 +521,35 @@ mod tests {
                 },
                 (404, 1008),
             ),
+            (
+                ApiError::Unauthorized {
+                    reason: "no key".into(),
+                },
+                (401, 1010),
+            ),
+            (
+                ApiError::Forbidden {
+                    reason: "read key".into(),
+                },
+                (403, 1011),
+            ),
+            (
+                ApiError::RateLimited {
+                    key: "k".into(),
+                    per_second: 1,
+                    burst: 1,
+                    retry_after_s: 2,
+                },
+                (429, 1012),
+            ),
+            (
+                facerec_store::Error::KeyExists { name: "k".into() }.into(),
+                (409, 1001),
+            ),
+            (
+                facerec_store::Error::KeyNotFound { name: "k".into() }.into(),
+                (404, 1001),
+            ),
         ];
         for (error, expected) in cases {
             let text = error.to_string();
@@ -493,6 +574,6 @@ mod tests {
     #[test]
     fn codes_are_numbered_in_order() {
         let codes: Vec<u16> = ErrorCode::ALL.iter().map(|c| c.code()).collect();
-        assert_eq!(codes, (1001..=1009).collect::<Vec<_>>());
+        assert_eq!(codes, (1001..=1012).collect::<Vec<_>>());
     }
 }

@@ -3,16 +3,20 @@
 //! takes GET and POST has one handler per method, as it has one operation per method.
 
 use actix_web::http::header::{self, ContentType};
-use actix_web::web::{Data, Path};
+use actix_web::web::{Data, Path, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 
+use crate::auth::Caller;
 use crate::dto::{
-    self, AddFaceReply, CompareReply, DetectReply, FaceSetReply, FaceSetsReply, HealthReply,
-    ReadyReply, RemoveFaceReply, SearchReply, wire,
+    self, AddFaceReply, CompareReply, DetectReply, EnrollReply, FaceSetReply, FaceSetsReply,
+    HealthReply, ReadyReply, RemoveFaceReply, SearchReply, wire,
 };
+use crate::enroll::{BatchInput, read_batch};
+use crate::error::ErrorBody;
 use crate::input::{
     AddFaceInput, CompareInput, DetectInput, FaceSetPageInput, RemoveFaceInput, SearchInput, Valid,
 };
+use crate::keys::{CreateKeyInput, KeyList, NewKeyReply, RevokedKeyReply};
 use crate::openapi::{
     BadRequest, Get, InternalError, Jpeg, MethodNotAllowed, NotFound, Overloaded, PayloadTooLarge,
 };
@@ -74,8 +78,10 @@ pub(crate) async fn detect(
 )]
 pub(crate) async fn add_face(
     service: Data<FaceService>,
+    caller: Caller,
     Valid(AddFaceInput { token, name, set }): Valid<AddFaceInput>,
 ) -> Answer {
+    caller.allow_set(&set)?;
     let added = service.add_face(token, name, set).await?;
     Ok(dto::ok(AddFaceReply::from(added)))
 }
@@ -99,9 +105,10 @@ pub(crate) async fn add_face(
 )]
 pub(crate) async fn add_face_form(
     service: Data<FaceService>,
+    caller: Caller,
     input: Valid<AddFaceInput>,
 ) -> Answer {
-    add_face(service, input).await
+    add_face(service, caller, input).await
 }
 
 #[utoipa::path(
@@ -118,8 +125,10 @@ pub(crate) async fn add_face_form(
 )]
 pub(crate) async fn remove_face(
     service: Data<FaceService>,
+    caller: Caller,
     Valid(RemoveFaceInput { token, set }): Valid<RemoveFaceInput>,
 ) -> Answer {
+    caller.allow_set(&set)?;
     let removed = service.remove_face(token, set).await?;
     Ok(dto::ok(RemoveFaceReply::from(removed)))
 }
@@ -143,9 +152,10 @@ pub(crate) async fn remove_face(
 )]
 pub(crate) async fn remove_face_form(
     service: Data<FaceService>,
+    caller: Caller,
     input: Valid<RemoveFaceInput>,
 ) -> Answer {
-    remove_face(service, input).await
+    remove_face(service, caller, input).await
 }
 
 #[utoipa::path(
@@ -162,6 +172,7 @@ pub(crate) async fn remove_face_form(
 )]
 pub(crate) async fn search(
     service: Data<FaceService>,
+    caller: Caller,
     Valid(SearchInput {
         query,
         threshold,
@@ -169,6 +180,7 @@ pub(crate) async fn search(
         ranking,
     }): Valid<SearchInput>,
 ) -> Answer {
+    caller.allow_set(&set)?;
     let outcome = service.search(query, threshold, ranking, set).await?;
     Ok(dto::ok(SearchReply::from(outcome)))
 }
@@ -190,8 +202,12 @@ pub(crate) async fn search(
         BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, InternalError, Overloaded,
     )
 )]
-pub(crate) async fn search_form(service: Data<FaceService>, input: Valid<SearchInput>) -> Answer {
-    search(service, input).await
+pub(crate) async fn search_form(
+    service: Data<FaceService>,
+    caller: Caller,
+    input: Valid<SearchInput>,
+) -> Answer {
+    search(service, caller, input).await
 }
 
 #[utoipa::path(
@@ -208,8 +224,11 @@ pub(crate) async fn search_form(service: Data<FaceService>, input: Valid<SearchI
 )]
 pub(crate) async fn compare(
     service: Data<FaceService>,
+    caller: Caller,
     Valid(CompareInput { a, b, set }): Valid<CompareInput>,
 ) -> Answer {
+    // tokens are also looked up in the face set
+    caller.allow_set(&set)?;
     let comparison = service.compare(a, b, set).await?;
     Ok(dto::ok(CompareReply::from(comparison)))
 }
@@ -231,8 +250,12 @@ pub(crate) async fn compare(
         BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, InternalError, Overloaded,
     )
 )]
-pub(crate) async fn compare_form(service: Data<FaceService>, input: Valid<CompareInput>) -> Answer {
-    compare(service, input).await
+pub(crate) async fn compare_form(
+    service: Data<FaceService>,
+    caller: Caller,
+    input: Valid<CompareInput>,
+) -> Answer {
+    compare(service, caller, input).await
 }
 
 #[utoipa::path(
@@ -245,8 +268,9 @@ pub(crate) async fn compare_form(service: Data<FaceService>, input: Valid<Compar
         InternalError,
     )
 )]
-pub(crate) async fn face_sets(service: Data<FaceService>) -> Answer {
-    let sets = service.face_sets().await?;
+pub(crate) async fn face_sets(service: Data<FaceService>, caller: Caller) -> Answer {
+    let mut sets = service.face_sets().await?;
+    sets.retain(|set| caller.sees_set(&set.name));
     Ok(dto::ok(FaceSetsReply::from(sets)))
 }
 
@@ -264,10 +288,52 @@ pub(crate) async fn face_sets(service: Data<FaceService>) -> Answer {
 )]
 pub(crate) async fn face_set(
     service: Data<FaceService>,
+    caller: Caller,
     Valid(FaceSetPageInput { set, offset, limit }): Valid<FaceSetPageInput>,
 ) -> Answer {
+    caller.allow_set(&set)?;
     let page = service.face_set_page(set, offset, limit).await?;
     Ok(dto::ok(FaceSetReply::from(page)))
+}
+
+#[utoipa::path(
+    post,
+    path = "/faceset/{face_set}/faces",
+    operation_id = "enrollBatch",
+    summary = "Enrol many photos in a face set",
+    description = "A multipart/form-data body: for each photo, a text part `name` (its face \
+        name), then the photo as a file part `image_file` (or as base64 text, `image_base64`); \
+        at most 16 photos (the server's limit) of at most 2 MiB each. Each photo's largest face \
+        is enrolled; a photo that cannot be read or has no face gets its own error and the \
+        others are still enrolled. All faces are written at once after the whole body has \
+        been read: a request cut short writes nothing. A face's token is derived from the face \
+        set and the photo's bytes, so sending the same photo again replaces its record.",
+    params(("face_set" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,64}$",
+        description = "The face set (made if needed).")),
+    request_body(content((Object = "multipart/form-data"))),
+    responses(
+        (status = 200, description = "Success; each photo's result in `results`.",
+            body = wire::EnrollReply),
+        BadRequest, MethodNotAllowed, PayloadTooLarge, InternalError, Overloaded,
+    )
+)]
+pub(crate) async fn enroll(
+    service: Data<FaceService>,
+    caller: Caller,
+    set: Path<String>,
+    req: HttpRequest,
+    payload: Payload,
+) -> Answer {
+    let set = set.into_inner();
+    // the set is checked before a byte of the body is read
+    facerec_store::validate_set_name(&set).map_err(|e| ApiError::BadArgument {
+        name: "face_set",
+        reason: e.to_string(),
+    })?;
+    caller.allow_set(&set)?;
+    let BatchInput { images } = read_batch(&req, payload.into_inner(), service.limits()).await?;
+    let results = service.enroll(set.clone(), images).await?;
+    Ok(dto::ok(EnrollReply::new(set, results)))
 }
 
 #[utoipa::path(
@@ -347,6 +413,66 @@ pub(crate) async fn openapi() -> Answer {
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(crate::openapi_json()))
+}
+
+#[utoipa::path(
+    get,
+    path = "/keys",
+    operation_id = "listKeys",
+    summary = "List the API keys",
+    description = "Names, roles and face sets; never the keys. Needs an admin key for every set.",
+    responses(
+        (status = 200, description = "Success.", body = wire::KeyListReply),
+        InternalError,
+    )
+)]
+pub(crate) async fn list_keys(service: Data<FaceService>) -> Answer {
+    let keys = service.list_keys().await?;
+    Ok(dto::ok(KeyList::from(keys)))
+}
+
+#[utoipa::path(
+    post,
+    path = "/keys",
+    operation_id = "createKey",
+    summary = "Make an API key",
+    description = "The key is in this answer and nowhere else: the server keeps its SHA-256 \
+        only. Needs an admin key for every set.",
+    request_body(content(
+        (inline(CreateKeyInput) = "application/x-www-form-urlencoded"),
+        (inline(CreateKeyInput) = "application/json"),
+        (inline(CreateKeyInput) = "multipart/form-data"),
+    )),
+    responses(
+        (status = 200, description = "Success.", body = wire::NewKeyReply),
+        BadRequest, InternalError,
+        (status = 409, description = "A key of this name exists (error 1001).", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_key(
+    service: Data<FaceService>,
+    Valid(CreateKeyInput { name, role, sets }): Valid<CreateKeyInput>,
+) -> Answer {
+    let key = service.create_key(name, role, sets).await?;
+    Ok(dto::ok(NewKeyReply::from(key)))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/keys/{name}",
+    operation_id = "revokeKey",
+    summary = "Revoke an API key",
+    description = "Refused from the next request on, on every server of the store. Needs an \
+        admin key for every set.",
+    params(("name" = String, Path, description = "The key's name.")),
+    responses(
+        (status = 200, description = "Success: the revoked key.", body = wire::RevokedKeyReply),
+        NotFound, InternalError,
+    )
+)]
+pub(crate) async fn revoke_key(service: Data<FaceService>, name: Path<String>) -> Answer {
+    let revoked = service.revoke_key(name.into_inner()).await?;
+    Ok(dto::ok(RevokedKeyReply::from(revoked)))
 }
 
 /// Answer of every path no route has.

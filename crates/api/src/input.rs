@@ -80,14 +80,14 @@ pub(crate) struct Params {
 
 impl Params {
     /// A text parameter; an empty value counts as absent.
-    fn text(&self, name: &str) -> Option<&str> {
+    pub(crate) fn text(&self, name: &str) -> Option<&str> {
         self.text
             .iter()
             .find(|(k, v)| k == name && !v.is_empty())
             .map(|(_, v)| v.as_str())
     }
 
-    fn required(&self, name: &'static str) -> Result<&str, ApiError> {
+    pub(crate) fn required(&self, name: &'static str) -> Result<&str, ApiError> {
         self.text(name).ok_or(ApiError::MissingArgument { name })
     }
 
@@ -301,13 +301,7 @@ async fn read_params(
         // client still sends for a while (actix's linger), so the client sees this answer.
         return Err(too_large);
     }
-    let exceeded = Rc::new(Cell::new(false));
-    let body = LimitedBody {
-        inner: payload,
-        seen: 0,
-        limit: max_body,
-        exceeded: Rc::clone(&exceeded),
-    };
+    let (body, exceeded) = LimitedBody::new(payload, max_body);
     let read = async {
         match kind {
             Body::None => Ok(()),
@@ -342,11 +336,25 @@ async fn read_params(
 
 /// The request body, failing (and saying so) once it passes `limit` bytes: nothing past the
 /// limit is ever buffered.
-struct LimitedBody {
+pub(crate) struct LimitedBody {
     inner: Payload,
     seen: usize,
     limit: usize,
     exceeded: Rc<Cell<bool>>,
+}
+
+impl LimitedBody {
+    /// `payload`, failing past `limit` bytes; the flag tells afterwards whether it did.
+    pub(crate) fn new(payload: Payload, limit: usize) -> (Self, Rc<Cell<bool>>) {
+        let exceeded = Rc::new(Cell::new(false));
+        let body = Self {
+            inner: payload,
+            seen: 0,
+            limit,
+            exceeded: Rc::clone(&exceeded),
+        };
+        (body, exceeded)
+    }
 }
 
 impl Stream for LimitedBody {
@@ -532,7 +540,7 @@ async fn read_multipart(
 }
 
 /// The field's bytes, or `None` once it passes `limit` (the rest is not read).
-async fn read_field(field: &mut Field, limit: usize) -> Result<Option<Bytes>, ApiError> {
+pub(crate) async fn read_field(field: &mut Field, limit: usize) -> Result<Option<Bytes>, ApiError> {
     let mut buf = BytesMut::new();
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(multipart_error)?;
@@ -545,7 +553,7 @@ async fn read_field(field: &mut Field, limit: usize) -> Result<Option<Bytes>, Ap
 }
 
 /// Reads a field to its end, keeping nothing (the body limit still applies).
-async fn drain(field: &mut Field) -> Result<(), ApiError> {
+pub(crate) async fn drain(field: &mut Field) -> Result<(), ApiError> {
     while let Some(chunk) = field.next().await {
         chunk.map_err(multipart_error)?;
     }
@@ -558,7 +566,7 @@ fn upload_error(e: PayloadError) -> ApiError {
     }
 }
 
-fn multipart_error(e: actix_multipart::MultipartError) -> ApiError {
+pub(crate) fn multipart_error(e: actix_multipart::MultipartError) -> ApiError {
     let reason = match &e {
         actix_multipart::MultipartError::Payload(p) => format!("multipart body: {p}"),
         other => format!("multipart body: {other}"),
@@ -580,7 +588,11 @@ const BASE64_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
 /// prefix (`data:image/jpeg;base64,`) is taken off, and spaces count as `+` (what a `+` left
 /// unescaped in a urlencoded form becomes). More than `max_bytes` decoded is
 /// [`ApiError::FileTooLarge`], bad text [`ApiError::BadArgument`].
-fn decode_base64(name: &'static str, text: &str, max_bytes: usize) -> Result<Bytes, ApiError> {
+pub(crate) fn decode_base64(
+    name: &'static str,
+    text: &str,
+    max_bytes: usize,
+) -> Result<Bytes, ApiError> {
     let bad = |reason: String| ApiError::BadArgument { name, reason };
     let mut text = text.trim();
     if let Some(url) = text.strip_prefix("data:") {

@@ -42,13 +42,16 @@
 //! ```
 #![deny(missing_docs)]
 
+mod auth;
 mod config;
 mod crop;
 mod dto;
+mod enroll;
 mod error;
 mod fetch;
 mod handlers;
 mod input;
+mod keys;
 mod metrics;
 mod openapi;
 mod pool;
@@ -56,7 +59,8 @@ mod routes;
 mod server;
 mod service;
 
-pub use config::{ApiConfig, Limits};
+pub use config::{ApiConfig, AuthConfig, Limits, RateLimit};
+pub use enroll::{EnrollError, EnrollImage, EnrollResult, EnrolledFace, enrolment_token};
 pub use error::{ApiError, ErrorCode};
 pub use fetch::{AllowedHost, ImageUrlPolicy};
 pub use openapi::openapi_json;

@@ -56,14 +56,17 @@ pub(crate) enum Stage {
     Store,
     /// Token store reads and writes (token embeddings and crops).
     Tokens,
+    /// API key lookups and changes.
+    Keys,
 }
 
 impl Stage {
-    const ALL: [Stage; 4] = [
+    const ALL: [Stage; 5] = [
         Stage::Decode,
         Stage::DetectEmbed,
         Stage::Store,
         Stage::Tokens,
+        Stage::Keys,
     ];
 
     fn label(self) -> &'static str {
@@ -72,6 +75,7 @@ impl Stage {
             Stage::DetectEmbed => "detect_embed",
             Stage::Store => "store",
             Stage::Tokens => "tokens",
+            Stage::Keys => "keys",
         }
     }
 }

@@ -46,11 +46,15 @@ const DESCRIPTION: &str = "Self-hosted face recognition. Compatible with the ori
         handlers::compare_form,
         handlers::face_sets,
         handlers::face_set,
+        handlers::enroll,
         handlers::crop,
         handlers::health,
         handlers::ready,
         handlers::metrics,
         handlers::openapi,
+        handlers::list_keys,
+        handlers::create_key,
+        handlers::revoke_key,
     ),
     components(
         schemas(ErrorBody),
@@ -60,10 +64,13 @@ const DESCRIPTION: &str = "Self-hosted face recognition. Compatible with the ori
             MethodNotAllowed,
             PayloadTooLarge,
             InternalError,
-            Overloaded
+            Overloaded,
+            Unauthorized,
+            Forbidden,
+            RateLimited,
         )
     ),
-    modifiers(&OptionalForms, &Untagged)
+    modifiers(&OptionalForms, &Untagged, &Secured)
 )]
 struct ApiDoc;
 
@@ -94,7 +101,10 @@ struct Untagged;
 impl Modify for Untagged {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for operation in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
                 operation.tags = None;
             }
         }
@@ -119,6 +129,12 @@ pub(crate) type PayloadTooLarge = SharedError<413>;
 pub(crate) type InternalError = SharedError<500>;
 /// 503 with an error body and `Retry-After`.
 pub(crate) type Overloaded = SharedError<503>;
+/// 401 with an error body.
+pub(crate) type Unauthorized = SharedError<401>;
+/// 403 with an error body.
+pub(crate) type Forbidden = SharedError<403>;
+/// 429 with an error body and `Retry-After`.
+pub(crate) type RateLimited = SharedError<429>;
 
 /// How a shared error answer is documented.
 struct SharedErrorDoc {
@@ -163,6 +179,24 @@ impl<const STATUS: u16> SharedError<STATUS> {
             description: "1003 INTERNAL_ERROR: the inference queue is full, or the shared face \
                 store (PostgreSQL) cannot be reached now; retry after the Retry-After header \
                 (1 s).",
+            header: Some("Retry-After"),
+        },
+        401 => SharedErrorDoc {
+            name: "Unauthorized",
+            description: "1010 UNAUTHORIZED: no API key while keys exist, or an unknown or \
+                revoked one.",
+            header: Some("WWW-Authenticate"),
+        },
+        403 => SharedErrorDoc {
+            name: "Forbidden",
+            description: "1011 FORBIDDEN: the key's role does not allow this, or the key may \
+                not use this face set.",
+            header: None,
+        },
+        429 => SharedErrorDoc {
+            name: "RateLimited",
+            description: "1012 RATE_LIMITED: the key sent more requests than its rate allows; \
+                retry after the Retry-After header (seconds).",
             header: Some("Retry-After"),
         },
         _ => panic!("no shared error answer has this status"),
@@ -217,6 +251,7 @@ macro_rules! document_inputs {
 }
 
 document_inputs!(
+    crate::keys::CreateKeyInput,
     DetectInput,
     AddFaceInput,
     RemoveFaceInput,
@@ -393,6 +428,61 @@ fn image_url(file: &str) -> Object {
         .build()
 }
 
+/// The key schemes, and on every operation that needs a key, its schemes and its 401, 403
+/// and 429 answers (from the route table: the one list of what each route needs).
+struct Secured;
+
+impl Modify for Secured {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("Authorization: Bearer <API key>"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "apiKey",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        for (path, method, access) in crate::routes::route_access() {
+            if access == crate::auth::Access::Open {
+                continue;
+            }
+            let Some(item) = openapi.paths.paths.get_mut(path) else {
+                continue;
+            };
+            let operation = match method {
+                "GET" => item.get.as_mut(),
+                "POST" => item.post.as_mut(),
+                "DELETE" => item.delete.as_mut(),
+                _ => None,
+            };
+            let Some(operation) = operation else { continue };
+            operation.security = Some(vec![
+                SecurityRequirement::new("bearer", Vec::<String>::new()),
+                SecurityRequirement::new("apiKey", Vec::<String>::new()),
+            ]);
+            for (status, name) in [
+                ("401", Unauthorized::DOC.name),
+                ("403", Forbidden::DOC.name),
+                ("429", RateLimited::DOC.name),
+            ] {
+                operation
+                    .responses
+                    .responses
+                    .insert(status.to_owned(), Ref::from_response_name(name).into());
+            }
+        }
+    }
+}
+
 /// A form body is optional where its parameters may come in the query string instead: every
 /// operation with query parameters (only /detect needs its body).
 struct OptionalForms;
@@ -559,6 +649,12 @@ mod tests {
                 created_unix_ms: 1_700_000_000_123,
             }],
         };
+        let key = facerec_store::NewKey::generate(
+            "ci",
+            facerec_store::Role::Write,
+            Some(vec!["team".to_owned()]),
+        )
+        .unwrap();
         let readiness = Readiness {
             model: ModelDescriptor::dlib_resnet_v1(),
             face_sets: 1,
@@ -576,6 +672,48 @@ mod tests {
             ("FaceSetsReply", dto::ok(FaceSetsReply::from(sets))),
             ("FaceSetReply", dto::ok(FaceSetReply::from(page))),
             ("HealthReply", dto::ok(HealthReply { status: "ok" })),
+            (
+                "EnrollReply",
+                dto::ok(dto::EnrollReply::new(
+                    "team".to_owned(),
+                    vec![
+                        crate::EnrollResult {
+                            index: 0,
+                            file_name: "ada.jpg".to_owned(),
+                            name: "Ada".to_owned(),
+                            outcome: Ok(crate::EnrolledFace {
+                                token: token.clone(),
+                                face_count: 2,
+                            }),
+                        },
+                        crate::EnrollResult {
+                            index: 1,
+                            file_name: "blank.png".to_owned(),
+                            name: "Bob".to_owned(),
+                            outcome: Err(crate::EnrollError {
+                                code: crate::ErrorCode::FaceInfoError,
+                                detail: "no face found in blank.png".to_owned(),
+                            }),
+                        },
+                    ],
+                )),
+            ),
+            (
+                "KeyList",
+                dto::ok(crate::keys::KeyList::from(vec![
+                    key.record.clone(),
+                    facerec_store::KeyRecord {
+                        name: "all".to_owned(),
+                        sets: None,
+                        ..key.record.clone()
+                    },
+                ])),
+            ),
+            (
+                "RevokedKeyReply",
+                dto::ok(crate::keys::RevokedKeyReply::from(key.record.clone())),
+            ),
+            ("NewKeyReply", dto::ok(crate::keys::NewKeyReply::from(key))),
             ("ReadyReply", dto::ok(ReadyReply::from(readiness))),
             (
                 "Error",
@@ -596,12 +734,14 @@ mod tests {
             assert!(misfits.is_empty(), "{misfits:#?}\n{value:#}");
             checked.insert(name.to_owned());
         }
-        // Point, Face and Match are checked inside the replies that hold them.
+        // These are checked inside the replies that hold them.
         let replies: BTreeSet<String> = doc["components"]["schemas"]
             .as_object()
             .unwrap()
             .keys()
-            .filter(|name| !["Point", "Face", "Match"].contains(&name.as_str()))
+            .filter(|name| {
+                !["Point", "Face", "Match", "EnrollResult", "ApiKey"].contains(&name.as_str())
+            })
             .cloned()
             .collect();
         assert_eq!(

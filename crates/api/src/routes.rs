@@ -12,6 +12,9 @@ use actix_web::web::{self, Data};
 use actix_web::{App, HttpRequest, HttpResponse, Route};
 use tracing::Instrument;
 
+use facerec_store::Role;
+
+use crate::auth::{Access, authorize};
 use crate::{ApiError, FaceService, Limits, handlers};
 
 /// The request id header, read (when sane) and always sent back.
@@ -22,6 +25,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 enum Verb {
     Get,
     Post,
+    Delete,
 }
 
 impl Verb {
@@ -29,6 +33,7 @@ impl Verb {
         match self {
             Verb::Get => Method::GET,
             Verb::Post => Method::POST,
+            Verb::Delete => Method::DELETE,
         }
     }
 
@@ -36,6 +41,7 @@ impl Verb {
         match self {
             Verb::Get => "GET",
             Verb::Post => "POST",
+            Verb::Delete => "DELETE",
         }
     }
 }
@@ -45,69 +51,89 @@ type Bind = fn(Route) -> Route;
 
 struct RouteSpec {
     path: &'static str,
-    methods: &'static [(Verb, Bind)],
+    /// Each method with what it needs of the caller and its handler.
+    methods: &'static [(Verb, Access, Bind)],
 }
+
+const READ: Access = Access::Role(Role::Read);
+const WRITE: Access = Access::Role(Role::Write);
+const ADMIN: Access = Access::Role(Role::Admin);
 
 static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         path: "/detect",
-        methods: &[(Verb::Post, |r| r.to(handlers::detect))],
+        methods: &[(Verb::Post, READ, |r| r.to(handlers::detect))],
     },
     RouteSpec {
         path: "/addface",
         methods: &[
-            (Verb::Get, |r| r.to(handlers::add_face)),
-            (Verb::Post, |r| r.to(handlers::add_face_form)),
+            (Verb::Get, WRITE, |r| r.to(handlers::add_face)),
+            (Verb::Post, WRITE, |r| r.to(handlers::add_face_form)),
         ],
     },
     RouteSpec {
         path: "/removeface",
         methods: &[
-            (Verb::Get, |r| r.to(handlers::remove_face)),
-            (Verb::Post, |r| r.to(handlers::remove_face_form)),
+            (Verb::Get, WRITE, |r| r.to(handlers::remove_face)),
+            (Verb::Post, WRITE, |r| r.to(handlers::remove_face_form)),
         ],
     },
     RouteSpec {
         path: "/search",
         methods: &[
-            (Verb::Get, |r| r.to(handlers::search)),
-            (Verb::Post, |r| r.to(handlers::search_form)),
+            (Verb::Get, READ, |r| r.to(handlers::search)),
+            (Verb::Post, READ, |r| r.to(handlers::search_form)),
         ],
     },
     RouteSpec {
         path: "/compare",
         methods: &[
-            (Verb::Get, |r| r.to(handlers::compare)),
-            (Verb::Post, |r| r.to(handlers::compare_form)),
+            (Verb::Get, READ, |r| r.to(handlers::compare)),
+            (Verb::Post, READ, |r| r.to(handlers::compare_form)),
         ],
     },
     RouteSpec {
         path: "/facesets",
-        methods: &[(Verb::Get, |r| r.to(handlers::face_sets))],
+        methods: &[(Verb::Get, READ, |r| r.to(handlers::face_sets))],
     },
     RouteSpec {
         path: "/faceset",
-        methods: &[(Verb::Get, |r| r.to(handlers::face_set))],
+        methods: &[(Verb::Get, READ, |r| r.to(handlers::face_set))],
+    },
+    RouteSpec {
+        path: "/faceset/{face_set}/faces",
+        methods: &[(Verb::Post, WRITE, |r| r.to(handlers::enroll))],
     },
     RouteSpec {
         path: "/crops/{face_name}",
-        methods: &[(Verb::Get, |r| r.to(handlers::crop))],
+        methods: &[(Verb::Get, READ, |r| r.to(handlers::crop))],
     },
     RouteSpec {
         path: "/health",
-        methods: &[(Verb::Get, |r| r.to(handlers::health))],
+        methods: &[(Verb::Get, Access::Open, |r| r.to(handlers::health))],
     },
     RouteSpec {
         path: "/ready",
-        methods: &[(Verb::Get, |r| r.to(handlers::ready))],
+        methods: &[(Verb::Get, Access::Open, |r| r.to(handlers::ready))],
     },
     RouteSpec {
         path: "/metrics",
-        methods: &[(Verb::Get, |r| r.to(handlers::metrics))],
+        methods: &[(Verb::Get, ADMIN, |r| r.to(handlers::metrics))],
     },
     RouteSpec {
         path: "/openapi.json",
-        methods: &[(Verb::Get, |r| r.to(handlers::openapi))],
+        methods: &[(Verb::Get, READ, |r| r.to(handlers::openapi))],
+    },
+    RouteSpec {
+        path: "/keys",
+        methods: &[
+            (Verb::Get, Access::Keys, |r| r.to(handlers::list_keys)),
+            (Verb::Post, Access::Keys, |r| r.to(handlers::create_key)),
+        ],
+    },
+    RouteSpec {
+        path: "/keys/{name}",
+        methods: &[(Verb::Delete, Access::Keys, |r| r.to(handlers::revoke_key))],
     },
 ];
 
@@ -122,17 +148,39 @@ static ROUTES: &[RouteSpec] = &[
 pub fn routes() -> Vec<(&'static str, &'static str)> {
     ROUTES
         .iter()
-        .flat_map(|r| r.methods.iter().map(|(verb, _)| (r.path, verb.as_str())))
+        .flat_map(|r| r.methods.iter().map(|(verb, ..)| (r.path, verb.as_str())))
         .collect()
 }
 
-/// Registers every route, each with a JSON 405 (and `Allow`) for the methods it lacks.
+/// What a route needs of the caller for `method` (a method it lacks needs nothing: the
+/// answer is 405 whoever asks).
+fn access(spec: &RouteSpec, method: &Method) -> Access {
+    spec.methods
+        .iter()
+        .find(|(verb, ..)| verb.method() == method)
+        .map_or(Access::Open, |(_, access, _)| *access)
+}
+
+/// What each route needs, by path and method (for the OpenAPI document and tests).
+pub(crate) fn route_access() -> Vec<(&'static str, &'static str, Access)> {
+    ROUTES
+        .iter()
+        .flat_map(|r| {
+            r.methods
+                .iter()
+                .map(|(verb, access, _)| (r.path, verb.as_str(), *access))
+        })
+        .collect()
+}
+
+/// Registers every route, each with a JSON 405 (and `Allow`) for the methods it lacks and
+/// the key check of [`authorize`] in front.
 fn configure(cfg: &mut web::ServiceConfig) {
     for spec in ROUTES {
-        let allowed: Vec<&str> = spec.methods.iter().map(|(v, _)| v.as_str()).collect();
+        let allowed: Vec<&str> = spec.methods.iter().map(|(v, ..)| v.as_str()).collect();
         let allowed = allowed.join(", ");
         let mut resource = web::resource(spec.path);
-        for (verb, bind) in spec.methods {
+        for (verb, _, bind) in spec.methods {
             resource = resource.route(bind(web::route().method(verb.method())));
         }
         resource = resource.default_service(web::to(move |req: HttpRequest| {
@@ -144,6 +192,9 @@ fn configure(cfg: &mut web::ServiceConfig) {
                     allowed,
                 })
             }
+        }));
+        let resource = resource.wrap(from_fn(move |req: ServiceRequest, next| {
+            authorize(access(spec, req.method()), req, next)
         }));
         cfg.service(resource);
     }
@@ -330,6 +381,6 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), routes.len());
-        assert_eq!(routes.len(), 16);
+        assert_eq!(routes.len(), 20);
     }
 }

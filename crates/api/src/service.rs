@@ -10,12 +10,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use facerec::{BoundingBox, DecodeLimits, Embedding, Face, FaceEngine, ModelDescriptor};
 use facerec_store::{
-    FaceRecord, FaceSetInfo, FaceStore, FaceSummary, FaceToken, LocalTokens, Match, NewToken,
-    SledStore, StoreConfig, TokenStore,
+    FaceRecord, FaceSetInfo, FaceStore, FaceSummary, FaceToken, FileKeys, KeyHash, KeyRecord,
+    KeyStore, LocalTokens, Match, NewKey, NewToken, Role, SledStore, StoreConfig, TokenStore,
 };
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 use image::DynamicImage;
 
+use crate::auth::{Access, Caller};
 use crate::crop::encode_crop;
+use crate::enroll::{EnrollError, EnrollImage, EnrollResult, EnrolledFace, enrolment_token};
 use crate::metrics::{Gauges, Metrics, Stage};
 use crate::pool::InferencePool;
 use crate::{ApiConfig, ApiError, Limits};
@@ -81,6 +85,9 @@ struct Shared {
     engine: Arc<FaceEngine>,
     store: Arc<dyn FaceStore>,
     tokens: Arc<dyn TokenStore>,
+    keys: Arc<dyn KeyStore>,
+    /// Requests left to each key (by name), when rate limited.
+    limiter: Option<DefaultKeyedRateLimiter<String>>,
     pool: InferencePool,
     metrics: Metrics,
     config: ApiConfig,
@@ -254,13 +261,26 @@ impl FaceService {
         Self::new(engine, Arc::new(store), Arc::new(tokens), config)
     }
 
-    /// A service on the given face store and token store (e.g. shared ones in PostgreSQL);
-    /// `config.data_dir` and `config.tokens` are the stores' business, not read here. The
-    /// store must hold embeddings of the engine's model.
+    /// A service on the given face store and token store (e.g. shared ones in PostgreSQL),
+    /// with API keys in `<data_dir>/keys.json` ([`FileKeys`]); `config.tokens` is the
+    /// stores' business, not read here. The store must hold embeddings of the engine's
+    /// model.
     pub fn new(
         engine: Arc<FaceEngine>,
         store: Arc<dyn FaceStore>,
         tokens: Arc<dyn TokenStore>,
+        config: ApiConfig,
+    ) -> Result<Self, StartError> {
+        let keys = Arc::new(FileKeys::in_dir(&config.data_dir));
+        Self::with_keys(engine, store, tokens, keys, config)
+    }
+
+    /// [`new`](Self::new) with the API keys in `keys` (e.g. the shared PostgreSQL ones).
+    pub fn with_keys(
+        engine: Arc<FaceEngine>,
+        store: Arc<dyn FaceStore>,
+        tokens: Arc<dyn TokenStore>,
+        keys: Arc<dyn KeyStore>,
         config: ApiConfig,
     ) -> Result<Self, StartError> {
         let model = engine.model();
@@ -289,11 +309,18 @@ impl FaceService {
             queue = config.queue,
             "face service ready"
         );
+        let limiter = config.auth.rate_limit.map(|rate| {
+            DefaultKeyedRateLimiter::keyed(
+                Quota::per_second(rate.per_second).allow_burst(rate.burst),
+            )
+        });
         Ok(Self {
             shared: Arc::new(Shared {
                 engine,
                 store,
                 tokens,
+                keys,
+                limiter,
                 pool,
                 metrics: Metrics::new(),
                 config,
@@ -326,6 +353,11 @@ impl FaceService {
     /// The face store.
     pub fn store(&self) -> &Arc<dyn FaceStore> {
         &self.shared.store
+    }
+
+    /// The API keys.
+    pub fn keys(&self) -> &Arc<dyn KeyStore> {
+        &self.shared.keys
     }
 
     /// Makes every face store change durable (also done by every add and remove).
@@ -444,6 +476,206 @@ impl FaceService {
         })
     }
 
+    /// Who is calling with `key` (or none), if they may do what `access` asks (`what` names
+    /// the route for messages) and have not used up their rate.
+    pub(crate) async fn authenticate(
+        &self,
+        key: Option<String>,
+        access: Access,
+        what: String,
+    ) -> Result<Caller, ApiError> {
+        let caller = match key {
+            None => {
+                if self.with_key_store(|keys| keys.any()).await? {
+                    return Err(ApiError::Unauthorized {
+                        reason: format!(
+                            "{what} needs an API key: send `Authorization: Bearer <key>` or \
+                             `X-API-Key: <key>`"
+                        ),
+                    });
+                }
+                if !self.shared.config.auth.anonymous {
+                    return Err(ApiError::Unauthorized {
+                        reason: "this server serves no request without an API key, and none \
+                                 exists yet: make one with `facerec-server keys create --name \
+                                 NAME --role admin`"
+                            .to_owned(),
+                    });
+                }
+                Caller::Anonymous
+            }
+            Some(key) => {
+                let hash = KeyHash::of(&key);
+                match self.with_key_store(move |keys| keys.find(&hash)).await? {
+                    Some(record) => Caller::Key(record),
+                    None => {
+                        return Err(ApiError::Unauthorized {
+                            reason: "the API key is unknown or has been revoked".to_owned(),
+                        });
+                    }
+                }
+            }
+        };
+        let needed = match access {
+            Access::Open => return Ok(caller),
+            Access::Role(role) => role,
+            Access::Keys => Role::Admin,
+        };
+        let key = match &caller {
+            Caller::Anonymous if access == Access::Keys => {
+                return Err(ApiError::Unauthorized {
+                    reason: format!(
+                        "{what} needs an admin API key; make the first one with \
+                         `facerec-server keys create --name NAME --role admin`"
+                    ),
+                });
+            }
+            Caller::Anonymous => return Ok(caller),
+            Caller::Key(key) => key,
+        };
+        if !key.role.allows(needed) {
+            return Err(ApiError::Forbidden {
+                reason: format!(
+                    "API key '{}' has role {}; {what} needs role {needed}",
+                    key.name, key.role
+                ),
+            });
+        }
+        if access == Access::Keys && key.sets.is_some() {
+            return Err(ApiError::Forbidden {
+                reason: format!(
+                    "API key '{}' is limited to some face sets; {what} needs an admin key \
+                     for every set",
+                    key.name
+                ),
+            });
+        }
+        if let (Some(limiter), Some(rate)) = (&self.shared.limiter, self.config().auth.rate_limit)
+            && let Err(not_until) = limiter.check_key(&key.name)
+        {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(ApiError::RateLimited {
+                key: key.name.clone(),
+                per_second: rate.per_second.get(),
+                burst: rate.burst.get(),
+                retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
+            });
+        }
+        Ok(caller)
+    }
+
+    /// Every API key, by name.
+    pub(crate) async fn list_keys(&self) -> Result<Vec<KeyRecord>, ApiError> {
+        self.with_key_store(|keys| keys.list()).await
+    }
+
+    /// Makes a key; its secret is in the answer and nowhere else.
+    pub(crate) async fn create_key(
+        &self,
+        name: String,
+        role: Role,
+        sets: Option<Vec<String>>,
+    ) -> Result<NewKey, ApiError> {
+        let key = NewKey::generate(&name, role, sets)?;
+        let record = key.record.clone();
+        self.with_key_store(move |keys| keys.create(record)).await?;
+        tracing::info!(key = %key.record.name, role = %key.record.role, "API key made");
+        Ok(key)
+    }
+
+    /// Revokes a key by name; it is refused from the next request on.
+    pub(crate) async fn revoke_key(&self, name: String) -> Result<KeyRecord, ApiError> {
+        let revoked = self.with_key_store(move |keys| keys.revoke(&name)).await?;
+        tracing::info!(key = %revoked.name, "API key revoked");
+        Ok(revoked)
+    }
+
+    /// Enrols the largest face of each photo under its name in face set `set` (made if
+    /// needed), and answers what became of each photo, in order.
+    ///
+    /// The photos are analysed on the inference pool, as many at once as it has threads;
+    /// then every face found is written in one store write ([`FaceStore::add_many`]). A photo
+    /// that cannot be read or has no face gets its error in its result and does not stop the
+    /// others. A face's token is [`enrolment_token`]`(set, bytes)`: the same photo enrolled
+    /// again replaces its record. The whole call fails (and writes nothing) only when the
+    /// set name is invalid, the server is overloaded, or the store fails.
+    pub async fn enroll(
+        &self,
+        set: String,
+        images: Vec<EnrollImage>,
+    ) -> Result<Vec<EnrollResult>, ApiError> {
+        use futures_util::StreamExt;
+        facerec_store::validate_set_name(&set).map_err(|e| ApiError::BadArgument {
+            name: "face_set",
+            reason: e.to_string(),
+        })?;
+        let jobs = images.into_iter().enumerate().map(|(index, image)| {
+            let shared = Arc::clone(&self.shared);
+            let token = enrolment_token(&set, &image.bytes);
+            async move {
+                let bytes = image.bytes;
+                let analysed = self
+                    .infer(move || {
+                        let (_, mut faces) = shared.analyze(&bytes)?;
+                        let count = faces.len();
+                        let largest = facerec::largest_face(&faces);
+                        Ok(largest.map(|i| (faces.swap_remove(i).embedding, count)))
+                    })
+                    .await;
+                let outcome = match analysed {
+                    Ok(Some((embedding, face_count))) => Ok((embedding, face_count)),
+                    Ok(None) => Err(EnrollError {
+                        code: crate::ErrorCode::FaceInfoError,
+                        detail: format!("no face found in {}", image.file_name),
+                    }),
+                    // the photo is not a readable image: its own error
+                    Err(e @ ApiError::Image(_)) if e.code() != crate::ErrorCode::InternalError => {
+                        Err(EnrollError {
+                            code: e.code(),
+                            detail: format!("{}: {e}", image.file_name),
+                        })
+                    }
+                    // overloaded, or an inference thread failed: the whole batch fails
+                    Err(e) => return Err(e),
+                };
+                Ok((index, image.name, image.file_name, token, outcome))
+            }
+        });
+        let threads = self.shared.pool.threads().max(1);
+        let analysed: Vec<_> = futures_util::stream::iter(jobs)
+            .buffered(threads)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, ApiError>>()?;
+
+        let model = self.model().id.clone();
+        let mut records = Vec::new();
+        let mut results = Vec::with_capacity(analysed.len());
+        for (index, name, file_name, token, outcome) in analysed {
+            let outcome = outcome.map(|(embedding, face_count): (Embedding, usize)| {
+                records.push(FaceRecord::new(
+                    token.clone(),
+                    name.clone(),
+                    embedding.as_slice().to_vec(),
+                    model.clone(),
+                ));
+                EnrolledFace { token, face_count }
+            });
+            results.push(EnrollResult {
+                index,
+                file_name,
+                name,
+                outcome,
+            });
+        }
+        if !records.is_empty() {
+            self.with_store(move |store| store.add_many(&set, records))
+                .await?;
+        }
+        Ok(results)
+    }
+
     /// Every face set with its face count.
     pub(crate) async fn face_sets(&self) -> Result<Vec<FaceSetInfo>, ApiError> {
         self.with_store(|store| store.sets()).await
@@ -545,9 +777,15 @@ impl FaceService {
             return;
         }
         let shared = Arc::clone(s);
-        tokio::task::spawn_blocking(move || match shared.tokens.purge_expired() {
-            Ok(evicted) => shared.metrics.add_tokens_evicted(evicted),
-            Err(e) => tracing::warn!("purging expired face tokens: {e}"),
+        tokio::task::spawn_blocking(move || {
+            match shared.tokens.purge_expired() {
+                Ok(evicted) => shared.metrics.add_tokens_evicted(evicted),
+                Err(e) => tracing::warn!("purging expired face tokens: {e}"),
+            }
+            // forget the buckets of keys that have been full for a while (revoked ones)
+            if let Some(limiter) = &shared.limiter {
+                limiter.retain_recent();
+            }
         });
     }
 
@@ -569,6 +807,15 @@ impl FaceService {
         op: impl FnOnce(&dyn FaceStore) -> facerec_store::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
         self.store_task(Stage::Store, "face store task", move |s| op(&*s.store))
+            .await
+    }
+
+    /// Runs a key store operation off the async workers, timed as the `keys` stage.
+    async fn with_key_store<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&dyn KeyStore) -> facerec_store::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.store_task(Stage::Keys, "key store task", move |s| op(&*s.keys))
             .await
     }
 

@@ -13,8 +13,11 @@ use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use facerec::FaceEngine;
-use facerec_api::{ApiConfig, FaceService, RunningServer, ServerOptions};
+use std::num::NonZeroU32;
+
+use facerec_api::{ApiConfig, FaceService, RateLimit, RunningServer, ServerOptions};
 use facerec_fixtures::{BOUNDARY, Part, form, multipart, multipart_type, url_encode as enc};
+use facerec_store::{FileKeys, KeyStore, NewKey, Role};
 use serde_json::Value;
 
 // ---- harness ------------------------------------------------------------------------------
@@ -99,6 +102,9 @@ impl Resp {
             1007 => "FACE_INFO_ERROR",
             1008 => "NOT_FOUND",
             1009 => "METHOD_NOT_ALLOWED",
+            1010 => "UNAUTHORIZED",
+            1011 => "FORBIDDEN",
+            1012 => "RATE_LIMITED",
             _ => panic!("unexpected code {code}"),
         };
         assert_eq!(name, expected);
@@ -196,6 +202,27 @@ impl TestServer {
             req = req.header("Content-Type", ct);
         }
         Self::read(req.send(body))
+    }
+
+    /// Any request, with extra headers.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+    ) -> Resp {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path));
+        let request = headers.iter().fold(request, |r, (k, v)| r.header(*k, *v));
+        let request = match body {
+            Some((content_type, bytes)) => request
+                .header("Content-Type", content_type)
+                .body(bytes.to_vec()),
+            None => request.body(Vec::new()),
+        };
+        Self::read(self.agent.run(request.unwrap()))
     }
 
     fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Resp {
@@ -1446,10 +1473,14 @@ fn openapi_document_matches_the_routes() {
 
     // every documented operation is answered by a route (whatever it says about the input)
     for (path, method) in &documented {
-        let concrete = path.replace("{face_name}", &format!("{}.jpg", "A".repeat(24)));
+        let concrete = path
+            .replace("{face_name}", &format!("{}.jpg", "A".repeat(24)))
+            .replace("{face_set}", "default")
+            .replace("{name}", "nosuch");
         let r = match method.as_str() {
             "GET" => srv.get(&concrete),
             "POST" => srv.post_raw(&concrete, None, b""),
+            "DELETE" => srv.call("DELETE", &concrete, &[], None),
             other => panic!("undocumented method {other}"),
         };
         let routed = match r.status {
@@ -1531,4 +1562,649 @@ fn openapi_document_matches_the_routes() {
         let sent: BTreeSet<String> = answer.ok().as_object().unwrap().keys().cloned().collect();
         assert_eq!(sent, documented(operation_id), "{operation_id}");
     }
+}
+
+// ---- API keys -------------------------------------------------------------------------------
+
+/// Makes a key straight in the service's key store (as `facerec-server keys create` does).
+fn make_key(srv: &TestServer, name: &str, role: Role, sets: Option<&[&str]>) -> String {
+    let sets = sets.map(|s| s.iter().map(|s| (*s).to_owned()).collect());
+    let key = NewKey::generate(name, role, sets).unwrap();
+    srv.service().keys().create(key.record).unwrap();
+    key.secret
+}
+
+fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+#[test]
+fn each_role_against_each_endpoint() {
+    let srv = TestServer::start("roles", |_| {});
+    // no key yet: the original API, open (but key management needs an admin key)
+    srv.get("/facesets").ok();
+    srv.get("/keys").error(401, 1010);
+
+    let keys: Vec<(Role, String)> = [Role::Read, Role::Write, Role::Admin]
+        .into_iter()
+        .map(|role| (role, make_key(&srv, role.as_str(), role, None)))
+        .collect();
+    let obama = photo("obama.jpg");
+    let detect = multipart(&[Part::File("image_file", &obama)]);
+    let batch = multipart(&[
+        Part::Text("name", "Obama"),
+        Part::File("image_file", &obama),
+    ]);
+    let mp = multipart_type();
+    // every route and method, with what it needs (None: open)
+    // method, path, body, the role needed (None: open)
+    type Check<'a> = (&'a str, &'a str, Option<(&'a str, &'a [u8])>, Option<Role>);
+    let routes: Vec<Check> = vec![
+        (
+            "POST",
+            "/detect",
+            Some((mp.as_str(), detect.as_slice())),
+            Some(Role::Read),
+        ),
+        ("GET", "/addface?face_token=nosuch", None, Some(Role::Write)),
+        (
+            "POST",
+            "/addface?face_token=nosuch",
+            None,
+            Some(Role::Write),
+        ),
+        (
+            "GET",
+            "/removeface?face_token=nosuch",
+            None,
+            Some(Role::Write),
+        ),
+        (
+            "POST",
+            "/removeface?face_token=nosuch",
+            None,
+            Some(Role::Write),
+        ),
+        (
+            "GET",
+            "/search?face_token=nosuch&threshold=0.6",
+            None,
+            Some(Role::Read),
+        ),
+        (
+            "POST",
+            "/search?face_token=nosuch&threshold=0.6",
+            None,
+            Some(Role::Read),
+        ),
+        (
+            "GET",
+            "/compare?face_token_a=x&face_token_b=y",
+            None,
+            Some(Role::Read),
+        ),
+        (
+            "POST",
+            "/compare?face_token_a=x&face_token_b=y",
+            None,
+            Some(Role::Read),
+        ),
+        ("GET", "/facesets", None, Some(Role::Read)),
+        ("GET", "/faceset", None, Some(Role::Read)),
+        (
+            "POST",
+            "/faceset/roles/faces",
+            Some((mp.as_str(), batch.as_slice())),
+            Some(Role::Write),
+        ),
+        (
+            "GET",
+            "/crops/AAAAAAAAAAAAAAAAAAAAAAAA.jpg",
+            None,
+            Some(Role::Read),
+        ),
+        ("GET", "/health", None, None),
+        ("GET", "/ready", None, None),
+        ("GET", "/metrics", None, Some(Role::Admin)),
+        ("GET", "/openapi.json", None, Some(Role::Read)),
+        ("GET", "/keys", None, Some(Role::Admin)),
+        (
+            "POST",
+            "/keys",
+            Some(("application/json", b"{}".as_slice())),
+            Some(Role::Admin),
+        ),
+        ("DELETE", "/keys/nosuch", None, Some(Role::Admin)),
+    ];
+    // the table covers every route of the server
+    let covered: BTreeSet<(String, String)> = routes
+        .iter()
+        .map(|(m, p, ..)| {
+            let path = p.split('?').next().unwrap();
+            let path = match path {
+                "/faceset/roles/faces" => "/faceset/{face_set}/faces",
+                "/keys/nosuch" => "/keys/{name}",
+                p if p.starts_with("/crops/") => "/crops/{face_name}",
+                p => p,
+            };
+            ((*m).to_owned(), path.to_owned())
+        })
+        .collect();
+    let all: BTreeSet<(String, String)> = facerec_api::routes()
+        .into_iter()
+        .map(|(p, m)| (m.to_owned(), p.to_owned()))
+        .collect();
+    assert_eq!(covered, all);
+
+    for (method, path, body, needs) in &routes {
+        let without = srv.call(method, path, &[], *body);
+        match needs {
+            None => assert_eq!(without.status, 200, "{method} {path}"),
+            Some(_) => {
+                let v = without.error(401, 1010);
+                assert!(v["detail"].as_str().unwrap().contains("API key"), "{v}");
+                assert_eq!(without.header("www-authenticate"), Some("Bearer"));
+            }
+        }
+        for (role, key) in &keys {
+            // both headers work
+            let header = if *role == Role::Write {
+                ("X-API-Key", key.clone())
+            } else {
+                ("Authorization", bearer(key))
+            };
+            let r = srv.call(method, path, &[(header.0, &header.1)], *body);
+            let allowed = needs.is_none_or(|needed| role.allows(needed));
+            if allowed {
+                assert!(
+                    ![401, 403].contains(&r.status),
+                    "{role} key on {method} {path}: {}",
+                    String::from_utf8_lossy(&r.body)
+                );
+            } else {
+                let v = r.error(403, 1011);
+                let detail = v["detail"].as_str().unwrap();
+                assert!(detail.contains(&format!("has role {role}")), "{v}");
+            }
+        }
+    }
+    // a key the server never made, and a malformed header
+    srv.get_with("/facesets", ("Authorization", "Bearer frk_nosuchkey"))
+        .error(401, 1010);
+    srv.get_with("/facesets", ("Authorization", "Basic dXNlcjpwdw=="))
+        .error(401, 1010);
+}
+
+#[test]
+fn keys_limited_to_face_sets() {
+    let srv = TestServer::start("key-sets", |_| {});
+    let admin = bearer(&make_key(&srv, "root", Role::Admin, None));
+    let staff = bearer(&make_key(
+        &srv,
+        "staff-writer",
+        Role::Write,
+        Some(&["staff"]),
+    ));
+    let auth = |key: &str| [("Authorization", key.to_owned())];
+    let with = |key: &str, method: &str, path: &str| {
+        let h = auth(key);
+        srv.call(method, path, &[(h[0].0, &h[0].1)], None)
+    };
+
+    // the admin enrols a face in each of two sets
+    let obama = photo("obama.jpg");
+    for set in ["staff", "guests"] {
+        let body = multipart(&[
+            Part::Text("name", "Obama"),
+            Part::File("image_file", &obama),
+        ]);
+        let h = auth(&admin);
+        srv.call(
+            "POST",
+            &format!("/faceset/{set}/faces"),
+            &[(h[0].0, &h[0].1)],
+            Some((&multipart_type(), &body)),
+        )
+        .ok();
+    }
+    let token = with(&staff, "POST", "/faceset/staff/faces");
+    token.error(400, 1005); // no body: the set was allowed, the body is what is wrong
+
+    // the limited key sees and touches its set only
+    let sets = with(&staff, "GET", "/facesets").ok();
+    let names: Vec<&str> = sets["face_sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["face_set"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["staff"], "{sets}");
+    with(&staff, "GET", "/faceset?face_set=staff").ok();
+    let v = with(&staff, "GET", "/faceset?face_set=guests").error(403, 1011);
+    assert!(v["detail"].as_str().unwrap().contains("'guests'"), "{v}");
+    let enrolled = with(&admin, "GET", "/faceset?face_set=guests").ok();
+    let guest_token = enrolled["faces"][0]["face_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (method, path) in [
+        (
+            "GET",
+            format!("/search?face_set=guests&face_token={guest_token}&threshold=0.6"),
+        ),
+        (
+            "GET",
+            format!("/removeface?face_set=guests&face_token={guest_token}"),
+        ),
+        (
+            "GET",
+            format!(
+                "/compare?face_set=guests&face_token_a={guest_token}&face_token_b={guest_token}"
+            ),
+        ),
+        (
+            "GET",
+            format!("/addface?face_set=guests&face_token={guest_token}"),
+        ),
+        ("POST", "/faceset/guests/faces".to_owned()),
+        // the default set is a set like the others
+        (
+            "GET",
+            format!("/search?face_token={guest_token}&threshold=0.6"),
+        ),
+    ] {
+        with(&staff, method, &path).error(403, 1011);
+    }
+    // nothing was touched in the other set
+    assert_eq!(
+        with(&admin, "GET", "/faceset?face_set=guests").ok()["face_num"],
+        1
+    );
+    // and in its own set the key works
+    let staff_face = with(&admin, "GET", "/faceset?face_set=staff").ok();
+    let staff_token = staff_face["faces"][0]["face_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let found = with(
+        &staff,
+        "GET",
+        &format!("/search?face_set=staff&face_token={staff_token}&threshold=0.6"),
+    )
+    .ok();
+    assert_eq!(
+        found["cmp_result"].as_array().map(Vec::len),
+        Some(1),
+        "{found}"
+    );
+    // a key limited to sets cannot manage keys, even an admin one
+    let limited_admin = bearer(&make_key(
+        &srv,
+        "staff-admin",
+        Role::Admin,
+        Some(&["staff"]),
+    ));
+    with(&limited_admin, "GET", "/keys").error(403, 1011);
+}
+
+#[test]
+fn keys_over_http_and_revocation_at_once() {
+    let srv = TestServer::start("key-admin", |_| {});
+    let admin = bearer(&make_key(&srv, "root", Role::Admin, None));
+    let h = [("Authorization", admin.as_str())];
+
+    // make a read key over HTTP (JSON body), limited to one set
+    let made = srv
+        .call(
+            "POST",
+            "/keys",
+            &h,
+            Some((
+                "application/json",
+                br#"{"name": "reader", "role": "read", "face_sets": "staff,guests"}"#,
+            )),
+        )
+        .ok();
+    let reader = made["key"].as_str().unwrap().to_owned();
+    assert!(reader.starts_with("frk_") && reader.len() == 44, "{made}");
+    assert_eq!(made["role"], "read");
+    assert_eq!(made["face_sets"], serde_json::json!(["staff", "guests"]));
+    // the same name again: 409
+    srv.call(
+        "POST",
+        "/keys",
+        &h,
+        Some((
+            "application/x-www-form-urlencoded",
+            b"name=reader&role=write",
+        )),
+    )
+    .error(409, 1001);
+    // bad role, bad name, bad set
+    for body in [
+        "name=x&role=owner",
+        "name=bad%20name&role=read",
+        "name=x&role=read&face_sets=no%20spaces",
+    ] {
+        let form = ("application/x-www-form-urlencoded", body.as_bytes());
+        srv.call("POST", "/keys", &h, Some(form)).error(400, 1001);
+    }
+    let form = ("application/x-www-form-urlencoded", b"role=read".as_slice());
+    srv.call("POST", "/keys", &h, Some(form)).error(400, 1002);
+
+    // listed without secrets; the file holds hashes only
+    let list = srv.call("GET", "/keys", &h, None).ok();
+    let names: Vec<&str> = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["reader", "root"]);
+    assert!(!list.to_string().contains("frk_"), "{list}");
+    let file = std::fs::read_to_string(srv.dir.join("keys.json")).unwrap();
+    assert!(!file.contains(&reader) && !file.contains("frk_"), "{file}");
+
+    let reader_h = bearer(&reader);
+    srv.get_with("/facesets", ("Authorization", &reader_h)).ok();
+    // revoked over HTTP: refused from the very next request
+    let revoked = srv.call("DELETE", "/keys/reader", &h, None).ok();
+    assert_eq!(revoked["name"], "reader");
+    srv.get_with("/facesets", ("Authorization", &reader_h))
+        .error(401, 1010);
+    srv.call("DELETE", "/keys/reader", &h, None)
+        .error(404, 1001);
+
+    // revoked by another process on the same data dir (what `facerec-server keys revoke`
+    // does while the server runs): refused at once too
+    let other = bearer(&make_key(&srv, "other", Role::Read, None));
+    srv.get_with("/facesets", ("Authorization", &other)).ok();
+    FileKeys::in_dir(&srv.dir).revoke("other").unwrap();
+    srv.get_with("/facesets", ("Authorization", &other))
+        .error(401, 1010);
+    // and a key made by another process works at once
+    let outside = NewKey::generate("outside", Role::Read, None).unwrap();
+    FileKeys::in_dir(&srv.dir).create(outside.record).unwrap();
+    srv.get_with("/facesets", ("X-API-Key", &outside.secret))
+        .ok();
+}
+
+#[test]
+fn rate_limit_is_hit_and_recovers() {
+    let srv = TestServer::start("rate", |config| {
+        config.auth.rate_limit = Some(RateLimit {
+            per_second: NonZeroU32::new(2).unwrap(),
+            burst: NonZeroU32::new(3).unwrap(),
+        });
+    });
+    let key = bearer(&make_key(&srv, "busy", Role::Read, None));
+    let quiet = bearer(&make_key(&srv, "quiet", Role::Read, None));
+    let started = Instant::now();
+    for _ in 0..3 {
+        srv.get_with("/facesets", ("Authorization", &key)).ok();
+    }
+    let limited = srv.get_with("/facesets", ("Authorization", &key));
+    let v = limited.error(429, 1012);
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "too slow to test the burst"
+    );
+    let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert_eq!(retry, 1, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("'busy'"), "{v}");
+    // other keys are not affected, and open routes are not limited
+    srv.get_with("/facesets", ("Authorization", &quiet)).ok();
+    srv.get("/health").ok();
+    // after Retry-After, the key works again
+    std::thread::sleep(Duration::from_secs(retry));
+    srv.get_with("/facesets", ("Authorization", &key)).ok();
+    let metrics = srv.get_with(
+        "/metrics",
+        (
+            "Authorization",
+            &bearer(&make_key(&srv, "ops", Role::Admin, None)),
+        ),
+    );
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(text.contains("code=\"1012\""), "{text}");
+}
+
+#[test]
+fn without_anonymous_access_a_key_is_needed_even_before_the_first() {
+    let srv = TestServer::start("no-anon", |config| config.auth.anonymous = false);
+    let v = srv.get("/facesets").error(401, 1010);
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("facerec-server keys create"),
+        "{v}"
+    );
+    srv.get("/health").ok();
+    srv.get("/ready").ok();
+    let key = make_key(&srv, "first", Role::Read, None);
+    srv.get_with("/facesets", ("X-API-Key", &key)).ok();
+}
+
+// ---- batch enrolment ----------------------------------------------------------------------
+
+/// A batch body: for each photo, its `name` part, then its `image_file` part with a file name.
+fn batch(photos: &[(&str, &str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, file_name, bytes) in photos {
+        body.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n\
+                 --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image_file\"; \
+                 filename=\"{file_name}\"\r\nContent-Type: image/jpeg\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+#[test]
+fn batch_enrolment() {
+    let srv = TestServer::start("batch", |_| {});
+    let (obama, obama2, biden, group) = (
+        photo("obama.jpg"),
+        photo("obama2.jpg"),
+        photo("biden.jpg"),
+        photo("group-sample1.jpg"),
+    );
+    let blank = png(200, 200);
+    let corrupt = obama[..obama.len() / 3].to_vec();
+    let body = batch(&[
+        ("Obama", "obama.jpg", &obama),
+        ("Obama", "obama2.jpg", &obama2),
+        ("Biden", "biden.jpg", &biden),
+        ("Crowd", "group.jpg", &group),
+        ("Nobody", "blank.png", &blank),
+        ("Broken", "broken.jpg", &corrupt),
+    ]);
+    let v = srv
+        .post_raw("/faceset/people/faces", Some(&multipart_type()), &body)
+        .ok();
+    assert_eq!(v["face_set"], "people");
+    assert_eq!(
+        (v["enrolled"].as_u64(), v["failed"].as_u64()),
+        (Some(4), Some(2)),
+        "{v}"
+    );
+    let results = v["results"].as_array().unwrap();
+    let files: Vec<&str> = results
+        .iter()
+        .map(|r| r["file_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "obama.jpg",
+            "obama2.jpg",
+            "biden.jpg",
+            "group.jpg",
+            "blank.png",
+            "broken.jpg"
+        ]
+    );
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["index"].as_u64(), Some(i as u64));
+    }
+    for r in &results[..4] {
+        assert!(is_token(&r["face_token"]), "{r}");
+    }
+    assert!(
+        results[..3]
+            .iter()
+            .all(|r| r["face_count"].as_u64() >= Some(1))
+    );
+    assert!(
+        results[3]["face_count"].as_u64().unwrap() > 1,
+        "{}",
+        results[3]
+    );
+    assert_eq!(results[4]["error_code"], 1007);
+    assert_eq!(results[4]["error_message"], "FACE_INFO_ERROR");
+    assert!(results[4]["detail"].as_str().unwrap().contains("blank.png"));
+    assert_eq!(results[5]["error_code"], 1004);
+    assert!(
+        results[5]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("broken.jpg")
+    );
+
+    // the set holds the four faces under their names; a search finds Obama's two photos
+    let page = srv.get("/faceset?face_set=people").ok();
+    assert_eq!(page["face_num"], 4, "{page}");
+    let obama_token = results[0]["face_token"].as_str().unwrap();
+    let found = srv
+        .get(&format!(
+            "/search?face_set=people&face_token={obama_token}&threshold=0.6"
+        ))
+        .ok();
+    let names: BTreeSet<&str> = found["cmp_result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["face_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["Obama"]), "{found}");
+
+    // the same photos again: the same tokens, replaced, not duplicated
+    let again = srv
+        .post_raw("/faceset/people/faces", Some(&multipart_type()), &body)
+        .ok();
+    for (a, b) in results.iter().zip(again["results"].as_array().unwrap()) {
+        assert_eq!(a["face_token"], b["face_token"]);
+    }
+    assert_eq!(srv.get("/faceset?face_set=people").ok()["face_num"], 4);
+    // in another set, other tokens
+    let other = srv
+        .post_raw(
+            "/faceset/others/faces",
+            Some(&multipart_type()),
+            &batch(&[("Obama", "o.jpg", &obama)]),
+        )
+        .ok();
+    assert_ne!(other["results"][0]["face_token"], results[0]["face_token"]);
+
+    // base64 parts work too, and a photo without a file name is called by its place
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &biden);
+    let body = multipart(&[Part::Text("name", "Joe"), Part::Text("image_base64", &b64)]);
+    let v = srv
+        .post_raw("/faceset/b64/faces", Some(&multipart_type()), &body)
+        .ok();
+    assert_eq!(v["results"][0]["file_name"], "photo 1");
+    assert_eq!(v["results"][0]["name"], "Joe");
+}
+
+#[test]
+fn bad_batches_are_refused_whole_and_write_nothing() {
+    let srv = TestServer::start("batch-bad", |config| config.limits.max_batch_images = 3);
+    let obama = photo("obama.jpg");
+    let mp = multipart_type();
+    let cases: Vec<(Vec<u8>, u16, u64, &str)> = vec![
+        // an image with no name before it
+        (
+            multipart(&[Part::File("image_file", &obama)]),
+            400,
+            1002,
+            "name",
+        ),
+        // a name with no image after it
+        (
+            multipart(&[
+                Part::Text("name", "A"),
+                Part::File("image_file", &obama),
+                Part::Text("name", "B"),
+            ]),
+            400,
+            1002,
+            "no photo",
+        ),
+        // no photo at all
+        (multipart(&[Part::Text("other", "x")]), 400, 1002, "name"),
+        // more photos than allowed
+        (
+            batch(&[
+                ("a", "1.jpg", &obama),
+                ("b", "2.jpg", &obama),
+                ("c", "3.jpg", &obama),
+                ("d", "4.jpg", &obama),
+            ]),
+            400,
+            1001,
+            "more than 3",
+        ),
+        // a name too long
+        (
+            batch(&[(&"x".repeat(300), "1.jpg", &obama)]),
+            400,
+            1001,
+            "name",
+        ),
+    ];
+    for (body, status, code, says) in cases {
+        let v = srv
+            .post_raw("/faceset/bad/faces", Some(&mp), &body)
+            .error(status, code);
+        assert!(v["detail"].as_str().unwrap().contains(says), "{v}");
+    }
+    // not multipart
+    srv.post_form("/faceset/bad/faces", &[("name", "x")])
+        .error(400, 1005);
+    // a bad set name
+    srv.post_raw(
+        "/faceset/no%20spaces/faces",
+        Some(&mp),
+        &batch(&[("a", "1.jpg", &obama)]),
+    )
+    .error(400, 1001);
+    assert_eq!(srv.get("/faceset?face_set=bad").ok()["face_num"], 0);
+
+    // a request cut in the middle of its last photo writes nothing, not even the photos
+    // that arrived whole
+    let body = batch(&[("a", "1.jpg", &obama), ("b", "2.jpg", &obama)]);
+    let head = format!(
+        "POST /faceset/cut/faces HTTP/1.1\r\nHost: test\r\nContent-Type: {mp}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(srv.addr()).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body[..body.len() - 5000]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    stream.shutdown(Shutdown::Both).unwrap();
+    drop(stream);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(srv.get("/faceset?face_set=cut").ok()["face_num"], 0);
+    let sets = srv.get("/facesets").ok();
+    assert!(!sets.to_string().contains("\"cut\""), "{sets}");
+    // the server is fine
+    srv.post_raw("/faceset/cut/faces", Some(&mp), &body).ok();
+    assert_eq!(srv.get("/faceset?face_set=cut").ok()["face_num"], 1);
 }

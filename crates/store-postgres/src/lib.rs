@@ -41,6 +41,7 @@
 
 mod backend;
 mod faces;
+mod keys;
 mod listener;
 mod schema;
 mod tokens;
@@ -52,6 +53,7 @@ use std::time::Duration;
 use facerec_store::{Result, StoreConfig, TokenCacheConfig};
 
 pub use faces::PgStore;
+pub use keys::PgKeys;
 pub use tokens::PgTokens;
 
 use crate::backend::Backend;
@@ -153,6 +155,11 @@ impl Postgres {
             || format!("reading the model of {}", self.backend.place),
             async move { schema::recorded_model(&pool.get().await?, &place).await },
         )
+    }
+
+    /// The shared API keys.
+    pub fn key_store(&self) -> PgKeys {
+        PgKeys::new(Arc::clone(&self.backend))
     }
 
     /// The shared token store, bounded by `config`.

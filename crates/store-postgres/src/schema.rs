@@ -20,6 +20,11 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "face tokens",
         include_str!("../migrations/0002_face_tokens.sql"),
     ),
+    (
+        3,
+        "api keys",
+        include_str!("../migrations/0003_api_keys.sql"),
+    ),
 ];
 
 /// Advisory lock keys (arbitrary constants of this program).

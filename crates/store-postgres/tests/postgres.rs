@@ -68,6 +68,16 @@ mod conformance {
     });
 }
 
+#[test]
+fn key_store_conformance() {
+    let Some(db) = database("keys") else { return };
+    let (a, b) = (
+        Postgres::connect(PgConfig::new(&db.url)).unwrap(),
+        Postgres::connect(PgConfig::new(&db.url)).unwrap(),
+    );
+    facerec_store::conformance::key_store(&a.key_store(), &b.key_store());
+}
+
 /// A fresh database, or `None` without PostgreSQL.
 fn database(tag: &str) -> Option<TestDatabase> {
     if available() {
@@ -276,7 +286,7 @@ fn servers_starting_together_migrate_once() {
         .query_one("SELECT count(*) FROM facerec_migrations", &[])
         .unwrap()
         .get(0);
-    assert_eq!(migrations, 2);
+    assert_eq!(migrations, 3);
     stores[0].add("s", rec("x", "", sparse(&[]))).unwrap();
     for s in &stores {
         eventually(Duration::from_secs(1), "every store sees the add", || {

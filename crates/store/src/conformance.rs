@@ -816,3 +816,63 @@ pub fn tokens_expire_with_their_crops<H: TokenHarness>(h: &H) {
         Some(young.embedding)
     );
 }
+
+/// The key store checks, on two handles to one place (two processes sharing keys: a server
+/// and the `keys` command, or two servers): what one changes, the other sees at its next
+/// call.
+pub fn key_store(first: &dyn crate::KeyStore, second: &dyn crate::KeyStore) {
+    use crate::{KeyHash, NewKey, Role};
+    assert!(!first.any().unwrap());
+    assert!(first.list().unwrap().is_empty());
+    assert_eq!(first.find(&KeyHash::of("frk_nothing")).unwrap(), None);
+
+    let reader = NewKey::generate("reader", Role::Read, None).unwrap();
+    let sets = Some(vec!["staff".to_owned(), "guests".to_owned()]);
+    let writer = NewKey::generate("writer-1.b", Role::Write, sets.clone()).unwrap();
+    first.create(writer.record.clone()).unwrap();
+    first.create(reader.record.clone()).unwrap();
+    assert!(second.any().unwrap());
+    let found = second.find(&KeyHash::of(&writer.secret)).unwrap().unwrap();
+    assert_eq!(found, writer.record);
+    assert_eq!(found.sets, sets);
+    assert!(found.allows_set("staff") && !found.allows_set("other"));
+    assert_eq!(second.find(&KeyHash::of("frk_wrong")).unwrap(), None);
+    // names are unique, listed in order, secrets never kept
+    assert!(matches!(
+        second.create(
+            NewKey::generate("reader", Role::Admin, None)
+                .unwrap()
+                .record
+        ),
+        Err(Error::KeyExists { .. })
+    ));
+    let names: Vec<String> = second.list().unwrap().into_iter().map(|k| k.name).collect();
+    assert_eq!(names, ["reader", "writer-1.b"]);
+    // invalid keys are refused before anything is written
+    for (name, sets) in [
+        ("", None),
+        ("has space", None),
+        (&*"n".repeat(crate::MAX_KEY_NAME_BYTES + 1), None),
+        ("nosets", Some(vec![])),
+        ("badset", Some(vec!["no spaces".to_owned()])),
+    ] {
+        let record = crate::KeyRecord {
+            name: name.to_owned(),
+            role: Role::Read,
+            sets,
+            hash: KeyHash::of(name),
+            created_unix_ms: 0,
+        };
+        assert!(first.create(record).is_err(), "{name}");
+    }
+    assert_eq!(first.list().unwrap().len(), 2);
+    // revoked on one handle: gone on the other at once
+    assert_eq!(first.revoke("reader").unwrap().name, "reader");
+    assert_eq!(second.find(&KeyHash::of(&reader.secret)).unwrap(), None);
+    assert!(matches!(
+        second.revoke("reader"),
+        Err(Error::KeyNotFound { .. })
+    ));
+    second.revoke("writer-1.b").unwrap();
+    assert!(!first.any().unwrap());
+}

@@ -130,6 +130,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// An API key's name, role or face sets are invalid.
+    #[error("{reason}")]
+    InvalidKey {
+        /// What is wrong with the key's name, role or sets.
+        reason: String,
+    },
+    /// A key with this name exists already.
+    #[error("an API key named '{name}' exists already: revoke it first, or pick another name")]
+    KeyExists {
+        /// The name.
+        name: String,
+    },
+    /// No key has this name.
+    #[error("no API key is named '{name}'")]
+    KeyNotFound {
+        /// The name.
+        name: String,
+    },
+
     /// No face with this token in this set.
     #[error("face '{token}' is not in face set '{set}'")]
     NotFound {

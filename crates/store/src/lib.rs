@@ -69,6 +69,7 @@
 pub mod conformance;
 mod error;
 mod index;
+mod keys;
 mod matrix;
 mod record;
 mod store;
@@ -78,6 +79,10 @@ mod tokens;
 
 pub use error::{BoxError, Error, Result};
 pub use index::FaceIndex;
+pub use keys::{
+    FileKeys, KEY_PREFIX, KeyHash, KeyRecord, KeyStore, MAX_KEY_NAME_BYTES, MAX_KEYS, NewKey, Role,
+    validate_key_name,
+};
 pub use matrix::{FaceMatrix, PARALLEL_MIN_ROWS, squared_distance};
 pub use record::{
     FORMAT_VERSION, FaceRecord, FaceSetInfo, FaceSummary, MAX_MODEL_ID_BYTES, MAX_NAME_BYTES,

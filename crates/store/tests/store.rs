@@ -247,3 +247,27 @@ fn a_second_open_of_the_same_dir_is_refused_as_locked() {
         "{e}"
     );
 }
+
+#[test]
+fn file_keys_conformance() {
+    let dir = TempDir::new("keys");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let (a, b) = (
+        facerec_store::FileKeys::in_dir(dir.path()),
+        facerec_store::FileKeys::in_dir(dir.path()),
+    );
+    facerec_store::conformance::key_store(&a, &b);
+}
+
+#[test]
+fn a_corrupt_key_file_is_an_error_not_an_open_door() {
+    use facerec_store::KeyStore;
+    let dir = TempDir::new("keys-corrupt");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    std::fs::write(dir.path().join("keys.json"), b"{not json").unwrap();
+    let keys = facerec_store::FileKeys::in_dir(dir.path());
+    assert!(matches!(
+        keys.any(),
+        Err(facerec_store::Error::Corrupt { .. })
+    ));
+}

@@ -152,6 +152,16 @@ impl ServerProcess {
         read_answer(self.agent.get(self.url(path_and_query)).call())
     }
 
+    /// GET with an API key (`Authorization: Bearer`).
+    pub fn get_with_key(&self, path_and_query: &str, key: &str) -> Result<Answer, ureq::Error> {
+        read_answer(
+            self.agent
+                .get(self.url(path_and_query))
+                .header("Authorization", format!("Bearer {key}"))
+                .call(),
+        )
+    }
+
     pub fn post(
         &self,
         path_and_query: &str,

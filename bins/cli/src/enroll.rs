@@ -715,7 +715,7 @@ mod tests {
 
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
+    pub(super) fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "facerec-cli-enroll-unit-{name}-{}",
             std::process::id()

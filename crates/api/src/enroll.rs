@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use facerec_store::FaceToken;
 
-use crate::input::{LimitedBody, decode_base64, drain, multipart_error, read_field};
+use crate::input::{LimitedBody, decode_base64, drain, multipart_error, read_body, read_field};
 use crate::{ApiError, ErrorCode, Limits};
 
 /// One photo of a batch enrolment.
@@ -135,37 +135,20 @@ pub(crate) async fn read_batch(
         });
     }
     let max_body = BatchInput::max_body(limits);
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
     let too_large = ApiError::BodyTooLarge {
         limit: max_body,
         uploads: true,
     };
-    if declared.is_some_and(|n| n > max_body as u64) {
-        return Err(too_large);
-    }
-    let (body, exceeded) = LimitedBody::new(payload, max_body);
-    let read = read_parts(req, body, limits);
-    let result = actix_web::rt::time::timeout(limits.body_timeout, read)
-        .await
-        .map_err(|_| ApiError::Upload {
-            reason: format!(
-                "the request body was not received within {} s",
-                limits.body_timeout.as_secs()
-            ),
-        })
-        .and_then(|r| r);
-    match result {
-        Err(_) if exceeded.get() => Err(too_large),
-        Err(e) => Err(e),
-        Ok(images) if images.is_empty() => Err(ApiError::MissingArgument {
+    let images = read_body(req, payload, max_body, too_large, limits, |body| {
+        read_parts(req, body, limits)
+    })
+    .await?;
+    if images.is_empty() {
+        return Err(ApiError::MissingArgument {
             name: "name and image_file",
-        }),
-        Ok(images) => Ok(BatchInput { images }),
+        });
     }
+    Ok(BatchInput { images })
 }
 
 async fn read_parts(

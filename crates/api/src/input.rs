@@ -290,34 +290,60 @@ async fn read_params(
         limit: max_body,
         uploads,
     };
+    let kind = body_kind(req);
+    let params_mut = &mut params;
+    read_body(
+        req,
+        payload,
+        max_body,
+        too_large,
+        limits,
+        |body| async move {
+            match kind {
+                Body::None => Ok(()),
+                Body::UrlEncoded => read_urlencoded(body, spec, limits, params_mut).await,
+                Body::Multipart => read_multipart(req, body, spec, limits, params_mut).await,
+                Body::Json => read_json(body, spec, limits, params_mut).await,
+                Body::Other(content_type) => Err(ApiError::Upload {
+                    reason: format!(
+                        "Content-Type '{content_type}' is not accepted: send multipart/form-data, \
+                     application/x-www-form-urlencoded or application/json{}",
+                        if uploads { "" } else { ", or query parameters" }
+                    ),
+                }),
+            }
+        },
+    )
+    .await?;
+    Ok(params)
+}
+
+/// Reads a request body with `read`: refused before a byte is read when its declared length
+/// passes `limit`, cut when it streams past it, and held to `limits.body_timeout`. A body
+/// past the limit is `too_large`, whatever error `read` saw.
+pub(crate) async fn read_body<T, Fut>(
+    req: &HttpRequest,
+    payload: Payload,
+    limit: usize,
+    too_large: ApiError,
+    limits: &Limits,
+    read: impl FnOnce(LimitedBody) -> Fut,
+) -> Result<T, ApiError>
+where
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let kind = body_kind(req);
-    if !matches!(kind, Body::None) && declared.is_some_and(|n| n > max_body as u64) {
+    if declared.is_some_and(|n| n > limit as u64) {
         // Refused before reading a byte; the HTTP layer then reads and discards what the
         // client still sends for a while (actix's linger), so the client sees this answer.
         return Err(too_large);
     }
-    let (body, exceeded) = LimitedBody::new(payload, max_body);
-    let read = async {
-        match kind {
-            Body::None => Ok(()),
-            Body::UrlEncoded => read_urlencoded(body, spec, limits, &mut params).await,
-            Body::Multipart => read_multipart(req, body, spec, limits, &mut params).await,
-            Body::Json => read_json(body, spec, limits, &mut params).await,
-            Body::Other(content_type) => Err(ApiError::Upload {
-                reason: format!(
-                    "Content-Type '{content_type}' is not accepted: send multipart/form-data, \
-                     application/x-www-form-urlencoded or application/json{}",
-                    if uploads { "" } else { ", or query parameters" }
-                ),
-            }),
-        }
-    };
-    let result = actix_web::rt::time::timeout(limits.body_timeout, read)
+    let (body, exceeded) = LimitedBody::new(payload, limit);
+    let result = actix_web::rt::time::timeout(limits.body_timeout, read(body))
         .await
         .map_err(|_| ApiError::Upload {
             reason: format!(
@@ -329,8 +355,7 @@ async fn read_params(
     match result {
         // Whatever error the parser saw, a body past the limit is the real cause.
         Err(_) if exceeded.get() => Err(too_large),
-        Err(e) => Err(e),
-        Ok(()) => Ok(params),
+        other => other,
     }
 }
 

@@ -306,10 +306,13 @@ fn main() -> anyhow::Result<()> {
     if let Some(workers) = args.workers {
         options.workers = workers;
     }
+    let addr = listener
+        .local_addr()
+        .context("reading the listening address")?;
     tracing::info!(
-        addr = %listener.local_addr().context("reading the listening address")?,
+        %addr,
         workers = options.workers,
-        "listening"
+        "listening; web console at http://{addr}/"
     );
 
     actix_web::rt::System::new()

@@ -331,6 +331,11 @@ pub(crate) struct ReadyReply {
     threshold: f32,
     face_sets: usize,
     face_tokens: usize,
+    /// Whether requests (other than `/health`, `/ready` and the console's files) need an API
+    /// key.
+    keys_required: bool,
+    /// Seconds since the server started.
+    uptime_s: u64,
 }
 
 impl From<Readiness> for ReadyReply {
@@ -342,6 +347,8 @@ impl From<Readiness> for ReadyReply {
             threshold: r.model.threshold,
             face_sets: r.face_sets,
             face_tokens: r.tokens,
+            keys_required: r.keys_required,
+            uptime_s: r.uptime.as_secs(),
         }
     }
 }

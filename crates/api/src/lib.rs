@@ -5,7 +5,8 @@
 //!
 //! * [`FaceService`] holds the models, the face store, the token cache, the crops folder, the
 //!   bounded inference pool and the metrics; [`ApiConfig`] and [`Limits`] configure it.
-//! * [`app`] is the actix `App` (routes, JSON 404/405, request ids, logs, metrics);
+//! * [`app`] is the actix `App` (routes, the web console at `/`, JSON 404/405, request ids,
+//!   logs, metrics);
 //!   [`server`] runs it on a listener and [`spawn`] does the same on a background thread.
 //! * [`ApiError`] is every way a request can fail; its one `ResponseError` impl maps each to
 //!   an HTTP status, an [`ErrorCode`] and one JSON shape.
@@ -44,6 +45,7 @@
 
 mod auth;
 mod config;
+mod console;
 mod crop;
 mod dto;
 mod enroll;

@@ -659,6 +659,8 @@ mod tests {
             model: ModelDescriptor::dlib_resnet_v1(),
             face_sets: 1,
             tokens: 2,
+            keys_required: false,
+            uptime: std::time::Duration::from_secs(5012),
         };
         vec![
             ("DetectReply", dto::ok(DetectReply::from(vec![detected]))),

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use facerec_store::Role;
 
 use crate::auth::{Access, authorize};
-use crate::{ApiError, FaceService, Limits, handlers};
+use crate::{ApiError, FaceService, Limits, console, handlers};
 
 /// The request id header, read (when sane) and always sent back.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -200,9 +200,9 @@ fn configure(cfg: &mut web::ServiceConfig) {
     }
 }
 
-/// The Face API as an actix [`App`]: every route, JSON 404/405 answers, the service and its
-/// request [`Limits`] as app data, and the middleware that gives each request an id, logs it
-/// and counts it. Use it in an `HttpServer` factory
+/// The Face API as an actix [`App`]: every route, the web console at `/`, JSON 404/405
+/// answers, the service and its request [`Limits`] as app data, and the middleware that gives
+/// each request an id, logs it and counts it. Use it in an `HttpServer` factory
 /// (see [`server`](crate::server)) or with `actix_web::test`.
 pub fn app(
     service: FaceService,
@@ -220,6 +220,7 @@ pub fn app(
         .app_data(Data::new(limits))
         .app_data(Data::new(service))
         .configure(configure)
+        .configure(console::configure)
         .default_service(web::to(handlers::not_found))
         .wrap(from_fn(observe))
 }
@@ -303,12 +304,15 @@ fn request_id(headers: &HeaderMap) -> String {
         .map_or_else(|| nanoid::nanoid!(), str::to_owned)
 }
 
-/// The route pattern as a metrics label: one of the table's paths or `unmatched`.
+/// The route pattern as a metrics label: one of the table's paths, a console file's, or
+/// `unmatched`.
 fn endpoint_label(pattern: Option<&str>) -> &'static str {
     ROUTES
         .iter()
-        .find(|r| Some(r.path) == pattern)
-        .map_or("unmatched", |r| r.path)
+        .map(|r| r.path)
+        .chain(console::paths())
+        .find(|path| Some(*path) == pattern)
+        .unwrap_or("unmatched")
 }
 
 /// The method as a metrics label, from a fixed set.
@@ -349,6 +353,7 @@ mod tests {
             endpoint_label(Some("/crops/{face_name}")),
             "/crops/{face_name}"
         );
+        assert_eq!(endpoint_label(Some("/")), "/");
         assert_eq!(endpoint_label(Some("/etc/passwd")), "unmatched");
         assert_eq!(endpoint_label(None), "unmatched");
         let weird = Method::from_bytes(b"BREW").unwrap();

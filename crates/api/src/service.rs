@@ -236,6 +236,10 @@ pub(crate) struct Readiness {
     pub(crate) model: ModelDescriptor,
     pub(crate) face_sets: usize,
     pub(crate) tokens: usize,
+    /// Requests other than health, readiness and the console need an API key.
+    pub(crate) keys_required: bool,
+    /// Since the service was opened.
+    pub(crate) uptime: Duration,
 }
 
 impl FaceService {
@@ -730,10 +734,13 @@ impl FaceService {
             })
             .await?
             .len();
+        let keys_exist = self.with_key_store(|keys| keys.any()).await?;
         Ok(Readiness {
             model: self.model().clone(),
             face_sets,
             tokens,
+            keys_required: keys_exist || !self.shared.config.auth.anonymous,
+            uptime: self.shared.started.elapsed(),
         })
     }
 

@@ -312,7 +312,8 @@ fn main() -> anyhow::Result<()> {
     tracing::info!(
         %addr,
         workers = options.workers,
-        "listening; web console at http://{addr}/"
+        console = %format_args!("http://{addr}/"),
+        "listening"
     );
 
     actix_web::rt::System::new()

@@ -1,12 +1,13 @@
 //! `facerec eval-lfw`: the standard LFW verification protocol on a pairs file.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use facerec::{Embedding, FaceEngine, central_face};
+use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::json;
@@ -62,28 +63,13 @@ pub fn run(engine: &FaceEngine, args: &EvalArgs) -> Result<()> {
     images.dedup();
     let folds = pairs.iter().map(|p| p.fold + 1).max().unwrap_or(0);
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads.unwrap_or(0))
-        .build()
-        .context("starting the worker threads")?;
-    let bar = ProgressBar::new(images.len() as u64).with_style(
-        ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} images {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let pool = worker_pool(args.threads)?;
     let multiple = AtomicUsize::new(0);
     let started = Instant::now();
-    let embedded: Vec<Result<Embedded>> = pool.install(|| {
-        images
-            .par_iter()
-            .map(|rel| {
-                let out = embed_one(engine, &args.images.join(rel), &multiple);
-                bar.inc(1);
-                out
-            })
-            .collect()
+    let embedded: Vec<Result<Embedded>> = map_with_progress(&pool, &images, |rel| {
+        embed_one(engine, &args.images.join(rel), &multiple)
     });
     let wall = started.elapsed();
-    bar.finish_and_clear();
 
     let mut by_path = BTreeMap::new();
     let mut no_face = Vec::new();
@@ -195,28 +181,93 @@ pub fn run(engine: &FaceEngine, args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn embed_one(
-    engine: &FaceEngine,
-    path: &std::path::Path,
-    multiple: &AtomicUsize,
-) -> Result<Embedded> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let image = facerec::decode_image(&bytes, &crate::cli_limits())?.to_rgb8();
-    let detections = engine.detect(&image)?;
-    if detections.len() > 1 {
+/// The worker threads of an evaluation: `threads`, or one per core.
+pub(crate) fn worker_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .context("starting the worker threads")
+}
+
+/// `f` on every item of `items` on `pool`, in order, with a progress bar of images on stderr
+/// (hidden when stderr is not a terminal).
+pub(crate) fn map_with_progress<I: Sync, T: Send>(
+    pool: &rayon::ThreadPool,
+    items: &[I],
+    f: impl Fn(&I) -> T + Sync,
+) -> Vec<T> {
+    let bar = ProgressBar::new(items.len() as u64).with_style(
+        ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} images {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let out = pool.install(|| {
+        items
+            .par_iter()
+            .map(|item| {
+                let out = f(item);
+                bar.inc(1);
+                out
+            })
+            .collect()
+    });
+    bar.finish_and_clear();
+    out
+}
+
+/// An image read, decoded and searched for faces, with the face an evaluation embeds.
+pub(crate) struct MainFace {
+    /// The decoded image.
+    pub(crate) image: RgbImage,
+    /// Landmarks of the largest, most central face ([`central_face`]), if any was found.
+    pub(crate) landmarks: Option<[[f32; 2]; 5]>,
+    /// How many faces the detector found.
+    pub(crate) faces: usize,
+}
+
+impl MainFace {
+    /// Reads, decodes (within the command line's limits) and detects `path`.
+    pub(crate) fn detect(engine: &FaceEngine, path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let image = facerec::decode_image(&bytes, &crate::cli_limits())?.to_rgb8();
+        let detections = engine.detect(&image)?;
+        let boxes: Vec<_> = detections.iter().map(|d| d.bbox).collect();
+        let landmarks =
+            central_face(&boxes, image.width(), image.height()).map(|i| detections[i].landmarks);
+        Ok(Self {
+            image,
+            landmarks,
+            faces: detections.len(),
+        })
+    }
+
+    /// The embedding of the face at `landmarks` (with the engine's flip setting); `path`
+    /// names the image in errors.
+    pub(crate) fn embed(
+        &self,
+        engine: &FaceEngine,
+        landmarks: &[[f32; 2]; 5],
+        path: &Path,
+    ) -> Result<Embedding> {
+        let embedding = engine.embedder().embed(&self.image, landmarks)?;
+        if embedding.is_empty() {
+            bail!("empty embedding for {}", path.display());
+        }
+        Ok(embedding)
+    }
+}
+
+fn embed_one(engine: &FaceEngine, path: &Path, multiple: &AtomicUsize) -> Result<Embedded> {
+    let face = MainFace::detect(engine, path)?;
+    if face.faces > 1 {
         multiple.fetch_add(1, Ordering::Relaxed);
     }
-    let boxes: Vec<_> = detections.iter().map(|d| d.bbox).collect();
-    let (landmarks, found) = match central_face(&boxes, image.width(), image.height()) {
-        Some(i) => (detections[i].landmarks, true),
-        None => {
-            let (sx, sy) = (image.width() as f32 / 250.0, image.height() as f32 / 250.0);
-            (LFW_MEAN_LANDMARKS.map(|[x, y]| [x * sx, y * sy]), false)
-        }
-    };
-    let embedding = engine.embedder().embed(&image, &landmarks)?;
-    if embedding.is_empty() {
-        bail!("empty embedding for {}", path.display());
-    }
-    Ok(Embedded { embedding, found })
+    let landmarks = face.landmarks.unwrap_or_else(|| {
+        let (w, h) = face.image.dimensions();
+        let (sx, sy) = (w as f32 / 250.0, h as f32 / 250.0);
+        LFW_MEAN_LANDMARKS.map(|[x, y]| [x * sx, y * sy])
+    });
+    Ok(Embedded {
+        embedding: face.embed(engine, &landmarks, path)?,
+        found: face.landmarks.is_some(),
+    })
 }

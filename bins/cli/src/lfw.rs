@@ -270,10 +270,28 @@ pub fn tar_at_far(items: &[(f32, bool)], far: f64) -> f64 {
         return 0.0;
     }
     negatives.sort_by(f32::total_cmp);
-    let allowed = (far * negatives.len() as f64).floor() as usize;
-    // Accepting `d < threshold`: at most `allowed` negatives may lie below it.
-    let threshold = negatives.get(allowed).copied().unwrap_or(f32::INFINITY);
+    let threshold = threshold_at_rate(&negatives, far);
     positives.iter().filter(|&&d| d < threshold).count() as f64 / positives.len() as f64
+}
+
+/// The largest threshold `t` that accepts (`d < t`) at most the fraction `rate` of the
+/// `sorted` (ascending) distances of impostors: `k / n <= rate` for the `k` of them below `t`.
+///
+/// That is `sorted[k]` for the largest such `k` (values tied with it stay out, so with ties
+/// the rate reached may be lower than `rate`); infinite when `rate` allows all of them,
+/// including when there are none. `rate` below 0 is taken as 0.
+pub fn threshold_at_rate(sorted: &[f32], rate: f64) -> f32 {
+    let n = sorted.len();
+    let within = |k: usize| k as f64 / n as f64 <= rate;
+    // floor(rate * n) up to rounding; settled with the very division the rate is reported by.
+    let mut k = ((rate.max(0.0) * n as f64).floor() as usize).min(n);
+    while k > 0 && !within(k) {
+        k -= 1;
+    }
+    while k < n && within(k + 1) {
+        k += 1;
+    }
+    sorted.get(k).copied().unwrap_or(f32::INFINITY)
 }
 
 #[cfg(test)]

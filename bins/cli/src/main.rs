@@ -1,9 +1,10 @@
 //! `facerec`: detect faces, compare two photos, enrol a folder of photos in a face set, and
-//! evaluate on LFW from the command line.
+//! evaluate on LFW (verification and open-set identification) from the command line.
 
 mod draw;
 mod enroll;
 mod eval;
+mod ident;
 mod lfw;
 
 use std::path::{Path, PathBuf};
@@ -67,6 +68,11 @@ enum Command {
     Enroll(enroll::EnrollArgs),
     /// The standard LFW verification protocol (threshold per fold chosen on the other folds).
     EvalLfw(eval::EvalArgs),
+    /// Open-set 1:N identification on DIR/<identity>/*.jpg: rank-1, FNIR at FPIR 1% and 0.1%.
+    ///
+    /// One gallery image per identity with two or more; their other images are the mated
+    /// probes, the single-image identities the unknowns (non-mated probes).
+    EvalIdent(ident::IdentArgs),
 }
 
 fn main() {
@@ -102,6 +108,8 @@ fn run(cli: Cli) -> Result<()> {
         // enrolling through a server loads no models
         Command::Enroll(args) => enroll::run(&args, load),
         Command::EvalLfw(args) => eval::run(&load()?, &args),
+        // the folder is checked before the models load
+        Command::EvalIdent(args) => ident::run(&args, load),
     }
 }
 

@@ -70,7 +70,7 @@ pub enum StartError {
         threads: usize,
         /// Why.
         #[source]
-        source: rayon::ThreadPoolBuildError,
+        source: std::io::Error,
     },
 }
 

@@ -1,7 +1,9 @@
 //! A load generator for `facerec-server`: `--clients` threads POST one photo to `/detect`
-//! (or, with `--endpoint addface`, enrol the photo's face with `/addface`) back to back for
-//! `--seconds`, then it reports throughput, latency percentiles, answers by status and, with
-//! `--pid`, the server's memory before, during and after the run.
+//! (or, with `--endpoint search`, search for its largest face with `/search`; with
+//! `--endpoint addface`, enrol the photo's face with `/addface`) back to back for `--seconds`,
+//! then it reports throughput, latency percentiles (p50, p90, p99, max), answers by status
+//! and, with `--pid`, the server's CPU time per answer and its memory before, during and after
+//! the run.
 //!
 //! ```sh
 //! cargo build --release -p facerec-server -p load-test
@@ -64,6 +66,8 @@ enum Endpoint {
     Detect,
     /// GET /addface with the token of the photo's largest face.
     Addface,
+    /// POST /search with the photo (its largest face searched for, threshold 0.6).
+    Search,
 }
 
 /// Multipart boundary of the upload.
@@ -87,7 +91,8 @@ fn main() -> Result<()> {
         .context("reading the image header")?
         .into_dimensions()
         .with_context(|| format!("{} is not a JPEG or PNG", args.image.display()))?;
-    let body = multipart(&photo);
+    let body = multipart(&photo, &[]);
+    let search_body = multipart(&photo, &[("threshold", "0.6")]);
     let base = args.url.trim_end_matches('/');
     let detect_url = format!("{base}/detect");
     let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
@@ -98,6 +103,16 @@ fn main() -> Result<()> {
                 .header("Content-Type", &content_type)
                 .send(&body)
         }),
+        Endpoint::Search => {
+            let search_url = format!("{base}/search");
+            let content_type = content_type.clone();
+            Box::new(move |agent: &ureq::Agent, _client, _i| {
+                agent
+                    .post(&search_url)
+                    .header("Content-Type", &content_type)
+                    .send(&search_body)
+            })
+        }
         Endpoint::Addface => {
             let token = largest_face_token(&detect_url, &content_type, &body)?;
             let add_url = format!("{base}/addface?face_token={token}");
@@ -121,7 +136,10 @@ fn main() -> Result<()> {
     );
 
     let before = args.pid.map(memory).transpose()?;
-    let run = run(&args, &*request)?;
+    let cpu_before = args.pid.map(cpu_seconds).transpose()?;
+    let mut run = run(&args, &*request)?;
+    let cpu_after = args.pid.map(cpu_seconds).transpose()?;
+    run.cpu = cpu_before.zip(cpu_after).map(|(a, b)| b - a);
     // let the server settle (in-flight work, freed buffers) before the last sample
     std::thread::sleep(Duration::from_secs(1));
     let after = args.pid.map(memory).transpose()?;
@@ -171,6 +189,8 @@ struct Run {
     elapsed: Duration,
     /// `(VmRSS, VmHWM)` in KiB, one sample a second.
     samples: Vec<(u64, u64)>,
+    /// CPU seconds the server spent (user + system, all threads) while the clients ran.
+    cpu: Option<f64>,
 }
 
 /// Runs the clients until `--seconds` have passed, sampling the server every second.
@@ -317,6 +337,13 @@ fn report(run: &Run, before: Option<(u64, u64)>, after: Option<(u64, u64)>) {
             ms(latencies.iter().sum::<Duration>()) / latencies.len() as f64
         );
     }
+    if let Some(cpu) = run.cpu {
+        println!(
+            "server CPU   {cpu:.1} s, {:.1} ms per answer ({:.2} cores busy on average)",
+            cpu * 1000.0 / (ok + errors).max(1) as f64,
+            cpu / seconds
+        );
+    }
     println!("faces        {}", tally(&run.clients.faces, " face(s)"));
     println!("errors       {}", tally(&run.clients.errors, ""));
     if let (Some((rss0, hwm0)), Some((rss1, hwm1))) = (before, after) {
@@ -377,13 +404,43 @@ fn memory(pid: u32) -> Result<(u64, u64)> {
     Ok((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-/// The photo as the `image_file` field of a multipart body.
-fn multipart(photo: &[u8]) -> Vec<u8> {
-    let mut body = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image_file\"; \
-         filename=\"photo.jpg\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-    )
-    .into_bytes();
+/// User plus system CPU seconds of a process, all its threads, from `/proc/PID/stat` (Linux;
+/// clock ticks of 1/100 s, as on every Linux build this runs on).
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {path}: is the server (--pid {pid}) running?"))?;
+    // the command name (field 2) may hold spaces: count fields after its closing parenthesis
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name
+    let ticks = |i: usize| -> Result<f64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .with_context(|| format!("unexpected {path}: {stat}"))
+    };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// The photo as the `image_file` field of a multipart body, after the text `fields`.
+fn multipart(photo: &[u8], fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image_file\"; \
+             filename=\"photo.jpg\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
     body.extend_from_slice(photo);
     body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
     body

@@ -2,20 +2,14 @@
 //! folder built from them for `eval-lfw`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+use std::process::Output;
+
+use common::{facerec, scratch};
 use facerec_fixtures as fx;
 use serde_json::Value;
-
-fn facerec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_facerec"))
-        .arg("--models")
-        .arg(fx::models_dir())
-        .args(args)
-        .output()
-        .expect("running facerec")
-}
 
 /// Runs `facerec` expecting success and JSON on stdout.
 fn facerec_json(args: &[&str]) -> Value {
@@ -30,14 +24,6 @@ fn facerec_json(args: &[&str]) -> Value {
 
 fn photo(name: &str) -> String {
     fx::photo(name).display().to_string()
-}
-
-/// A fresh folder under the system temp dir, removed first if a previous run left it.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("facerec-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]

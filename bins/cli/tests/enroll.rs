@@ -3,13 +3,16 @@
 //! run killed part way, then resumed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::{facerec, scratch, write};
 use facerec::FaceEngine;
 use facerec_api::{ApiConfig, FaceService, RunningServer, ServerOptions};
 use facerec_fixtures as fx;
@@ -22,21 +25,6 @@ fn engine() -> Arc<FaceEngine> {
     ENGINE
         .get_or_init(|| Arc::new(FaceEngine::from_dir(fx::models_dir()).expect("loading models")))
         .clone()
-}
-
-/// A fresh folder under the system temp dir, removed first if a previous run left it.
-fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("facerec-cli-enroll-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, file: &str, bytes: &[u8]) {
-    let path = dir.join(file);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, bytes).unwrap();
 }
 
 fn grey_png() -> Vec<u8> {
@@ -69,15 +57,6 @@ fn people_dir(root: &Path) -> PathBuf {
     write(&dir, "Broken/broken.jpg", &corrupt_jpeg());
     write(&dir, "notes.txt", b"not a photo");
     dir
-}
-
-fn facerec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_facerec"))
-        .arg("--models")
-        .arg(fx::models_dir())
-        .args(args)
-        .output()
-        .expect("running facerec")
 }
 
 /// Runs `facerec enroll ARGS --json`, expecting success, and returns the summary.

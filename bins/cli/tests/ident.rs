@@ -2,20 +2,14 @@
 //! folders made of the committed photos, whose answers are known.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+use std::process::Output;
+
+use common::{facerec, scratch, write};
 use facerec_fixtures as fx;
 use serde_json::Value;
-
-fn facerec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_facerec"))
-        .arg("--models")
-        .arg(fx::models_dir())
-        .args(args)
-        .output()
-        .expect("running facerec")
-}
 
 fn eval_ident(dir: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["eval-ident", dir.to_str().unwrap()];
@@ -44,20 +38,6 @@ fn eval_ident_error(dir: &Path) -> String {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     err
-}
-
-/// A fresh folder under the system temp dir, removed first if a previous run left it.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("facerec-cli-ident-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, file: &str, bytes: &[u8]) {
-    let path = dir.join(file);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, bytes).unwrap();
 }
 
 /// A picture without a face (PNG bytes; decoding goes by content, whatever the name says).

@@ -7,14 +7,14 @@
 //! line and passes; with `FACEREC_REQUIRE_BROWSER=1` (as CI sets it) it fails instead.
 //! Each test saves screenshots under `target/console-screenshots/`.
 
+mod common;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use facerec::FaceEngine;
+use common::{engine, fresh_dir};
 use facerec_api::{ApiConfig, FaceService, RunningServer, ServerOptions};
 use facerec_store::{NewKey, Role};
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
@@ -28,23 +28,8 @@ const PATIENCE: Duration = Duration::from_secs(90);
 
 // ---- the server -----------------------------------------------------------------------------
 
-fn engine() -> Arc<FaceEngine> {
-    static ENGINE: OnceLock<Arc<FaceEngine>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
-            Arc::new(FaceEngine::from_dir(facerec_fixtures::models_dir()).expect("loading models"))
-        })
-        .clone()
-}
-
 fn start_server(name: &str) -> RunningServer {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!(
-        "facerec-console-test-{}-{n}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = fresh_dir(&format!("console-{name}"));
     let mut config = ApiConfig::new(&dir);
     config.inference_threads = 2;
     let service = FaceService::open(engine(), config).expect("opening the service");

@@ -4,43 +4,24 @@
 //! Every test starts its own server (cheap: the models are loaded once and shared) on its
 //! own data dir, so tests run in parallel without seeing each other's face sets or tokens.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, OnceLock};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use facerec::FaceEngine;
 use std::num::NonZeroU32;
 
+use common::{engine, fresh_dir};
 use facerec_api::{ApiConfig, FaceService, RateLimit, RunningServer, ServerOptions};
 use facerec_fixtures::{BOUNDARY, Part, form, multipart, multipart_type, url_encode as enc};
 use facerec_store::{FileKeys, KeyStore, NewKey, Role};
 use serde_json::Value;
 
 // ---- harness ------------------------------------------------------------------------------
-
-fn engine() -> Arc<FaceEngine> {
-    static ENGINE: OnceLock<Arc<FaceEngine>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
-            Arc::new(FaceEngine::from_dir(facerec_fixtures::models_dir()).expect("loading models"))
-        })
-        .clone()
-}
-
-fn fresh_dir(name: &str) -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!(
-        "facerec-api-test-{}-{n}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 struct TestServer {
     server: Option<RunningServer>,

@@ -4,6 +4,8 @@
 //! other address in these tests is refused before any connection is made; nothing here
 //! touches the network beyond 127.0.0.1.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -11,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use facerec::FaceEngine;
+use common::{engine, fresh_dir};
 use facerec_api::{ApiConfig, FaceService, ImageUrlPolicy, RunningServer, ServerOptions};
 use facerec_fixtures::{Part, form, multipart, multipart_type};
 use serde_json::{Value, json};
@@ -160,15 +162,6 @@ fn serve(mut stream: TcpStream, addr: SocketAddr, seen: &Seen) {
 
 // ---- the API server -----------------------------------------------------------------------
 
-fn engine() -> Arc<FaceEngine> {
-    static ENGINE: OnceLock<Arc<FaceEngine>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
-            Arc::new(FaceEngine::from_dir(facerec_fixtures::models_dir()).expect("loading models"))
-        })
-        .clone()
-}
-
 struct Api {
     server: Option<RunningServer>,
     dir: PathBuf,
@@ -202,13 +195,7 @@ impl Resp {
 
 impl Api {
     fn start(name: &str, policy: ImageUrlPolicy) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "facerec-image-url-test-{}-{}-{name}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = fresh_dir(&format!("image-url-{name}"));
         let mut config = ApiConfig::new(&dir);
         config.inference_threads = 2;
         config.limits.image_urls = policy;

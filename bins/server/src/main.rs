@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use facerec::FaceEngine;
+use facerec::{EngineConfig, FaceEngine};
 use facerec_api::{AllowedHost, ApiConfig, FaceService, RateLimit, ServerOptions};
 use facerec_store::StoreConfig;
 use facerec_store_postgres::Postgres;
@@ -145,6 +145,32 @@ struct Args {
     )]
     rate_burst: Option<u32>,
 
+    #[arg(
+        long,
+        env = "FACEREC_MAX_IMAGE_BYTES",
+        value_name = "SIZE",
+        value_parser = parse_image_bytes,
+        help = with_default(
+            "Largest image accepted, uploaded or as base64 or fetched: bytes, or a number with \
+             KB, MB (10^3, 10^6), KiB or MiB (2^10, 2^20), at most 16 MiB (\"3MB\", \"5MiB\"); \
+             request body limits follow",
+            format!("{} (2 MiB)", defaults().limits.decode.max_bytes),
+        )
+    )]
+    max_image_bytes: Option<usize>,
+
+    #[arg(
+        long,
+        env = "FACEREC_MAX_IMAGE_SIDE",
+        value_name = "PIXELS",
+        value_parser = clap::value_parser!(u32).range(48..=8192),
+        help = with_default(
+            "Largest width and height of an image, in pixels (48-8192)",
+            defaults().limits.decode.max_side,
+        )
+    )]
+    max_image_side: Option<u32>,
+
     /// Log format (the filter comes from RUST_LOG, default "info").
     #[arg(long, env = "FACEREC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -247,6 +273,12 @@ impl Args {
                 .unwrap_or(per_second),
         });
         config.auth.anonymous = self.allow_anonymous || binds_loopback_only(&self.bind);
+        if let Some(bytes) = self.max_image_bytes {
+            config.limits.decode.max_bytes = bytes;
+        }
+        if let Some(side) = self.max_image_side {
+            config.limits.decode.max_side = side;
+        }
         config.limits.image_urls.enabled = self.allow_image_urls;
         config.limits.image_urls.allow = self.image_url_allow.clone();
         config
@@ -281,7 +313,7 @@ fn main() -> anyhow::Result<()> {
         return keys::run(&spec, args.pool_size, action);
     }
 
-    let engine = load_models(&args.models_dir)?;
+    let engine = load_models(&args.models_dir, args.api_config().limits.decode.max_side)?;
     let service = open_service(&args, engine)?;
     if !service.config().auth.anonymous
         && !service.keys().any().context("cannot read the API keys")?
@@ -389,7 +421,8 @@ fn init_logging(format: LogFormat, to_stderr: bool) {
     }
 }
 
-fn load_models(dir: &Path) -> anyhow::Result<Arc<FaceEngine>> {
+/// The models in `dir`, with a detector that takes images up to `max_side` pixels a side.
+fn load_models(dir: &Path, max_side: u32) -> anyhow::Result<Arc<FaceEngine>> {
     if !dir.is_dir() {
         bail!(
             "models dir {} does not exist: run from the repository root or pass --models-dir \
@@ -398,7 +431,9 @@ fn load_models(dir: &Path) -> anyhow::Result<Arc<FaceEngine>> {
         );
     }
     let started = std::time::Instant::now();
-    let engine = FaceEngine::from_dir(dir)
+    let mut config = EngineConfig::default();
+    config.detector.max_side = config.detector.max_side.max(max_side);
+    let engine = FaceEngine::with_config(dir, config)
         .with_context(|| format!("cannot load the models from {}", dir.display()))?;
     let model = engine.model();
     tracing::info!(
@@ -410,6 +445,42 @@ fn load_models(dir: &Path) -> anyhow::Result<Arc<FaceEngine>> {
         "models loaded"
     );
     Ok(Arc::new(engine))
+}
+
+/// Most `--max-image-bytes` may raise the image limit to: a batch enrolment holds up to 16
+/// images of it in memory.
+const MAX_IMAGE_BYTES: usize = 16 << 20;
+
+/// An image size: bytes ("3000000"), or a number with a unit KB, MB (powers of 10) or KiB,
+/// MiB (powers of 2), case-insensitive, from 1 KiB to 16 MiB.
+fn parse_image_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| {
+        format!("'{text}' is not a size (bytes, or a number with KB, MB, KiB or MiB)")
+    })?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "'{text}': unknown unit '{other}' (use KB, MB, KiB or MiB)"
+            ));
+        }
+    };
+    let bytes = (number * scale).round();
+    if !(1024.0..=MAX_IMAGE_BYTES as f64).contains(&bytes) {
+        return Err(format!(
+            "'{text}' is out of range: from 1 KiB to 16 MiB ({MAX_IMAGE_BYTES} bytes)"
+        ));
+    }
+    Ok(bytes as usize)
 }
 
 /// Seconds ("90") or numbers with units s, m, h, d, possibly combined ("1h30m").
@@ -536,6 +607,39 @@ mod tests {
     }
 
     #[test]
+    fn image_limits_from_flags() {
+        let default = Args::try_parse_from(["facerec-server"])
+            .unwrap()
+            .api_config();
+        assert_eq!(default.limits.decode.max_bytes, 2 * 1024 * 1024);
+        assert_eq!(default.limits.decode.max_side, 4096);
+        let raised = Args::try_parse_from([
+            "facerec-server",
+            "--max-image-bytes",
+            "5MB",
+            "--max-image-side",
+            "6000",
+        ])
+        .unwrap()
+        .api_config();
+        assert_eq!(raised.limits.decode.max_bytes, 5_000_000);
+        assert_eq!(raised.limits.decode.max_side, 6000);
+        assert!(raised.limits.max_body(1) > 5_000_000 * 4 / 3);
+        assert_eq!(parse_image_bytes("3MiB"), Ok(3 << 20));
+        assert_eq!(parse_image_bytes("1.5 mb"), Ok(1_500_000));
+        assert_eq!(parse_image_bytes("4096"), Ok(4096));
+        for bad in ["", "abc", "3GB", "17MiB", "100", "-1MB"] {
+            assert!(parse_image_bytes(bad).is_err(), "{bad}");
+        }
+        for side in ["47", "8193", "x"] {
+            assert!(
+                Args::try_parse_from(["facerec-server", "--max-image-side", side]).is_err(),
+                "{side}"
+            );
+        }
+    }
+
+    #[test]
     fn image_urls_are_off_unless_turned_on() {
         let off = Args::try_parse_from(["facerec-server"])
             .unwrap()
@@ -588,7 +692,7 @@ mod tests {
 
     #[test]
     fn a_missing_models_dir_is_named_with_the_fix() {
-        let err = load_models(Path::new("/nonexistent/models"))
+        let err = load_models(Path::new("/nonexistent/models"), 4096)
             .unwrap_err()
             .to_string();
         assert!(err.contains("/nonexistent/models"), "{err}");

@@ -627,3 +627,78 @@ fn a_flood_of_bad_requests_gets_json_errors_in_bounded_memory() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// obama.jpg at twice its size with a little noise: a 1820x2274 "phone photo" over 2 MiB.
+fn large_photo() -> Vec<u8> {
+    let photo = image::load_from_memory(&facerec_fixtures::photo_bytes("obama.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let (w, h) = photo.dimensions();
+    let mut large = image::imageops::resize(&photo, w * 2, h * 2, image::imageops::Triangle);
+    let mut rng = Rng(0x9407);
+    for pixel in large.pixels_mut() {
+        for c in &mut pixel.0 {
+            *c = c.saturating_add((rng.below(24)) as u8).saturating_sub(12);
+        }
+    }
+    let jpeg = facerec_fixtures::encode_jpeg(&large);
+    assert!(
+        jpeg.len() > 2 << 20,
+        "the photo is only {} bytes",
+        jpeg.len()
+    );
+    jpeg
+}
+
+#[test]
+fn image_limits_are_the_operators_to_raise_or_lower() {
+    let photo = large_photo();
+    let (content_type, body) = (multipart_type(), multipart_file("image_file", &photo));
+    let detect = |server: &ServerProcess| {
+        server
+            .post("/detect", Some(&content_type), &body)
+            .expect("an answer")
+    };
+
+    // The original API's 2 MiB: refused whole, in the one error shape.
+    let dir = fresh_dir("limits-default");
+    let server = ServerProcess::start(&dir);
+    let answer = detect(&server);
+    assert_eq!(answer.status, 413, "{}", answer.text());
+    assert_eq!(answer.json().unwrap()["error_code"], 1004);
+    drop(server);
+
+    // Raised for phone photos: the same upload is served, its face found.
+    let dir = fresh_dir("limits-raised");
+    let server = ServerProcess::start_with(&[
+        OsStr::new("--data-dir"),
+        dir.as_os_str(),
+        OsStr::new("--max-image-bytes"),
+        OsStr::new("5MB"),
+    ]);
+    let found = detect(&server).success().unwrap();
+    assert!(found["face_num"].as_u64().unwrap() >= 1, "{found}");
+    let top = found["faces"][0]["top_left"][0].as_f64().unwrap();
+    // obama.jpg's face starts at x 376.7: twice that here
+    assert!((top - 753.5).abs() < 12.0, "{found}");
+    drop(server);
+
+    // A side limit below the photo's 2274 px: refused with the size in words.
+    let dir = fresh_dir("limits-side");
+    let server = ServerProcess::start_with(&[
+        OsStr::new("--data-dir"),
+        dir.as_os_str(),
+        OsStr::new("--max-image-bytes"),
+        OsStr::new("5MB"),
+        OsStr::new("--max-image-side"),
+        OsStr::new("2000"),
+    ]);
+    let answer = detect(&server);
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    let error = answer.json().unwrap();
+    assert_eq!(error["error_code"], 1004);
+    assert!(
+        error["detail"].as_str().unwrap().contains("2000"),
+        "{error}"
+    );
+}

@@ -142,35 +142,50 @@ fn serve(queue: &Mutex<Receiver<Job>>, own: &rayon::ThreadPool, alone: impl Fn()
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_full_pool_refuses_at_once_and_recovers() {
-        let pool = Arc::new(InferencePool::new(1, 0).unwrap());
+    use std::future::Future;
+    use std::sync::mpsc;
+
+    use tokio::task::{JoinHandle, spawn_local, yield_now};
+
+    /// Runs `test` on a current-thread runtime whose tasks need not be `Send`.
+    fn local<F: Future>(test: F) -> F::Output {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async {
-            let (started_tx, started_rx) = std::sync::mpsc::channel();
-            let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-            let busy = tokio::task::spawn_local({
-                let pool = Arc::clone(&pool);
-                async move {
-                    pool.run(move || {
-                        started_tx.send(()).unwrap();
-                        release_rx.recv().unwrap();
-                        Ok(1)
-                    })
-                    .await
-                }
-            });
-            while started_rx.try_recv().is_err() {
-                tokio::task::yield_now().await;
-            }
+        tokio::task::LocalSet::new().block_on(&rt, test)
+    }
+
+    /// Puts a job on `pool` that runs until the returned sender is used; returns once it runs.
+    async fn hold(
+        pool: &Arc<InferencePool>,
+    ) -> (JoinHandle<Result<(), ApiError>>, mpsc::Sender<()>) {
+        let (started_tx, started_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let pool = Arc::clone(pool);
+        let job = spawn_local(async move {
+            pool.run(move || {
+                started_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                Ok(())
+            })
+            .await
+        });
+        while started_rx.try_recv().is_err() {
+            yield_now().await;
+        }
+        (job, release_tx)
+    }
+
+    #[test]
+    fn a_full_pool_refuses_at_once_and_recovers() {
+        let pool = Arc::new(InferencePool::new(1, 0).unwrap());
+        local(async {
+            let (busy, release) = hold(&pool).await;
             assert_eq!(pool.in_flight(), 1);
             let refused = pool.run(|| Ok(2)).await;
             assert!(matches!(refused, Err(ApiError::Overloaded { capacity: 1 })));
-            release_tx.send(()).unwrap();
-            assert_eq!(busy.await.unwrap().unwrap(), 1);
+            release.send(()).unwrap();
+            busy.await.unwrap().unwrap();
             assert_eq!(pool.run(|| Ok(3)).await.unwrap(), 3);
             assert_eq!(pool.in_flight(), 0);
         });
@@ -179,31 +194,14 @@ mod tests {
     #[test]
     fn jobs_start_in_arrival_order() {
         let pool = Arc::new(InferencePool::new(1, 8).unwrap());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
         let order = Arc::new(Mutex::new(Vec::new()));
-        local.block_on(&rt, async {
-            let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-            let first = tokio::task::spawn_local({
-                let pool = Arc::clone(&pool);
-                async move {
-                    pool.run(move || {
-                        release_rx.recv().unwrap();
-                        Ok(())
-                    })
-                    .await
-                }
-            });
-            while pool.in_flight() == 0 {
-                tokio::task::yield_now().await;
-            }
+        local(async {
+            let (first, release) = hold(&pool).await;
             let mut waiting = Vec::new();
             for i in 0..6 {
                 let queued = Arc::clone(&pool);
                 let order = Arc::clone(&order);
-                waiting.push(tokio::task::spawn_local(async move {
+                waiting.push(spawn_local(async move {
                     queued
                         .run(move || {
                             order.lock().unwrap().push(i);
@@ -213,10 +211,10 @@ mod tests {
                 }));
                 // each is queued before the next is made
                 while pool.in_flight() < i + 2 {
-                    tokio::task::yield_now().await;
+                    yield_now().await;
                 }
             }
-            release_tx.send(()).unwrap();
+            release.send(()).unwrap();
             first.await.unwrap().unwrap();
             for w in waiting {
                 w.await.unwrap().unwrap();
@@ -228,37 +226,17 @@ mod tests {
     #[test]
     fn a_job_with_company_keeps_to_its_own_thread() {
         let pool = Arc::new(InferencePool::new(2, 0).unwrap());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
         let thread = || std::thread::current().name().unwrap_or_default().to_owned();
-        local.block_on(&rt, async {
+        local(async {
             // alone: on the queue's thread itself (its sections may use every core)
             let alone = pool.run(move || Ok(thread())).await.unwrap();
             assert!(alone.starts_with("facerec-inference-"), "{alone}");
             assert!(!alone.ends_with("-serial"), "{alone}");
-
-            let (started_tx, started_rx) = std::sync::mpsc::channel();
-            let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-            let busy = tokio::task::spawn_local({
-                let pool = Arc::clone(&pool);
-                async move {
-                    pool.run(move || {
-                        started_tx.send(()).unwrap();
-                        release_rx.recv().unwrap();
-                        Ok(())
-                    })
-                    .await
-                }
-            });
-            while started_rx.try_recv().is_err() {
-                tokio::task::yield_now().await;
-            }
             // with company: on the one-thread pool of the thread that took it
+            let (busy, release) = hold(&pool).await;
             let crowded = pool.run(move || Ok(thread())).await.unwrap();
             assert!(crowded.ends_with("-serial"), "{crowded}");
-            release_tx.send(()).unwrap();
+            release.send(()).unwrap();
             busy.await.unwrap().unwrap();
         });
     }
@@ -266,13 +244,12 @@ mod tests {
     #[test]
     fn a_panicking_job_is_an_internal_error() {
         let pool = InferencePool::new(1, 1).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let result: Result<(), _> = rt.block_on(pool.run(|| panic!("model exploded")));
-        assert!(matches!(result, Err(ApiError::Internal(_))));
-        assert_eq!(pool.in_flight(), 0);
-        // the thread that ran it serves the next job
-        assert_eq!(rt.block_on(pool.run(|| Ok(7))).unwrap(), 7);
+        local(async {
+            let result: Result<(), _> = pool.run(|| panic!("model exploded")).await;
+            assert!(matches!(result, Err(ApiError::Internal(_))));
+            assert_eq!(pool.in_flight(), 0);
+            // the thread that ran it serves the next job
+            assert_eq!(pool.run(|| Ok(7)).await.unwrap(), 7);
+        });
     }
 }

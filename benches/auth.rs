@@ -86,8 +86,9 @@ fn auth(c: &mut Criterion) {
             .unwrap();
             let model = engine.model();
             let faces_dir = dir.join("pg-faces");
-            let faces = SledStore::open(&faces_dir, StoreConfig::new(model.id.clone(), model.dims))
-                .unwrap();
+            let faces =
+                SledStore::open(&faces_dir, StoreConfig::new(model.id.clone(), model.dims()))
+                    .unwrap();
             let tokens =
                 LocalTokens::open(dir.join("pg-crops"), TokenCacheConfig::default()).unwrap();
             let keys = Arc::new(pg.key_store());

@@ -34,7 +34,7 @@ fn main() {
     let engine = FaceEngine::from_dir(fx::models_dir()).expect("loading the models");
     let photo = fx::obama_640x480();
     let face = engine.detect(&photo).expect("detect").remove(0);
-    let embedder = engine.embedder();
+    let embedder = &engine.embedder().nets()[0];
     let chip = embedder.align(&photo, &face.landmarks).expect("align");
     embedder.profile(&chip, 20).expect("warm-up");
     let steps = embedder.profile(&chip, runs).expect("profile");

@@ -1,5 +1,7 @@
 //! Detection, alignment + embedding, and the end-to-end pipeline on real photos: the groups
-//! `detect`, `embed` and `analyze`. Criterion prints the median of each.
+//! `detect`, `embed` (every model of `models/`: each network's alignment and inference, and
+//! each model's whole embedding of a face, fusion included) and `analyze`. Criterion prints
+//! the median of each.
 //!
 //! The models load on first use, and each group's photos and faces when its first bench
 //! runs, so a run filtered to other groups does not pay for them.
@@ -12,7 +14,10 @@ use std::hint::black_box;
 use std::sync::OnceLock;
 
 use criterion::{Criterion, criterion_group};
-use facerec::{DecodeLimits, Detection, FaceEngine, decode_image};
+use facerec::{
+    DecodeLimits, Detection, EmbedderConfig, FaceEngine, MODEL_NAMES, ModelEmbedder, ModelName,
+    ModelSpec, decode_image,
+};
 use facerec_fixtures as fx;
 use image::RgbImage;
 
@@ -58,48 +63,51 @@ fn detection(c: &mut Criterion) {
 }
 
 fn embedding(c: &mut Criterion) {
-    // The photo, its face and the face's aligned chip.
-    let prepared: OnceCell<(RgbImage, Detection, RgbImage)> = OnceCell::new();
+    // The photo and its face, found once; each model's embedder loads when its first bench
+    // runs, so a run filtered to one model loads only that one.
+    let prepared: OnceCell<(RgbImage, Detection)> = OnceCell::new();
     let setup = || {
         prepared.get_or_init(|| {
             let img = fx::obama_640x480();
             let face = engine().detect(&img).expect("detect").remove(0);
-            let chip = engine()
-                .embedder()
-                .align(&img, &face.landmarks)
-                .expect("align");
-            (img, face, chip)
+            (img, face)
         })
     };
     let mut g = c.benchmark_group("embed");
     g.sample_size(50);
-    g.bench_function("align", |b| {
-        let (img, face, _) = setup();
-        b.iter(|| {
-            engine()
-                .embedder()
-                .align(black_box(img), &face.landmarks)
-                .expect("align")
-        })
-    });
-    g.bench_function("embed aligned chip (1 thread)", |b| {
-        let (_, _, chip) = setup();
-        b.iter(|| {
-            engine()
-                .embedder()
-                .embed_chip(black_box(chip))
-                .expect("embed")
-        })
-    });
-    g.bench_function("align+embed per face (1 thread)", |b| {
-        let (img, face, _) = setup();
-        b.iter(|| {
-            engine()
-                .embedder()
-                .embed(black_box(img), &face.landmarks)
-                .expect("embed")
-        })
-    });
+    for ModelName { name, .. } in MODEL_NAMES {
+        let loaded: OnceCell<ModelEmbedder> = OnceCell::new();
+        let embedder = || {
+            loaded.get_or_init(|| {
+                let spec = ModelSpec::named(name).expect("a listed model");
+                ModelEmbedder::from_dir(&fx::models_dir(), spec, EmbedderConfig::default())
+                    .expect("loading the embedding model")
+            })
+        };
+        // Each network of a single model alone: its alignment and its inference.
+        if !name.contains('+') {
+            g.bench_function(format!("align/{name}"), |b| {
+                let (img, face) = setup();
+                let net = &embedder().nets()[0];
+                b.iter(|| net.align(black_box(img), &face.landmarks).expect("align"))
+            });
+            g.bench_function(format!("embed aligned chip (1 thread)/{name}"), |b| {
+                let (img, face) = setup();
+                let net = &embedder().nets()[0];
+                let chip = net.align(img, &face.landmarks).expect("align");
+                b.iter(|| net.embed_chip(black_box(&chip)).expect("embed"))
+            });
+        }
+        g.bench_function(format!("align+embed per face (1 thread)/{name}"), |b| {
+            let (img, face) = setup();
+            let embedder = embedder();
+            b.iter(|| {
+                embedder
+                    .embed(black_box(img), &face.landmarks)
+                    .expect("embed")
+            })
+        });
+    }
     g.finish();
 }
 

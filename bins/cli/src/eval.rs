@@ -97,7 +97,8 @@ pub fn run(engine: &FaceEngine, args: &EvalArgs) -> Result<()> {
         }
         std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
     }
-    let recommended = engine.model().threshold;
+    let model = engine.model();
+    let recommended = model.threshold;
     let s = lfw::score(&pairs, &distances, recommended);
     let per_image_ms = wall.as_secs_f64() * 1e3 / images.len().max(1) as f64;
     let threads = pool.current_num_threads();
@@ -107,6 +108,8 @@ pub fn run(engine: &FaceEngine, args: &EvalArgs) -> Result<()> {
 
     if args.json {
         let out = json!({
+            "model": model.id,
+            "dims": model.dims(),
             "pairs": pairs.len(),
             "folds": folds,
             "images": images.len(),
@@ -118,6 +121,7 @@ pub fn run(engine: &FaceEngine, args: &EvalArgs) -> Result<()> {
             "best_accuracy": s.best_accuracy,
             "recommended_threshold": recommended,
             "accuracy_at_recommended": s.accuracy_at_recommended,
+            "tar_at_far_1e-2": s.tar_at_far_1e2,
             "tar_at_far_1e-3": s.tar_at_far_1e3,
             "mean_distance_same": s.mean_same,
             "mean_distance_different": s.mean_different,
@@ -135,9 +139,12 @@ pub fn run(engine: &FaceEngine, args: &EvalArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "LFW: {} pairs in {folds} folds, {} images (min face {min_face} px, flip {flip})",
+        "LFW: {} pairs in {folds} folds, {} images (model {}, {}-d, min face {min_face} px, \
+         flip {flip})",
         pairs.len(),
-        images.len()
+        images.len(),
+        model.id,
+        model.dims()
     );
     let pct = |v: f64| v * 100.0;
     println!(
@@ -157,7 +164,11 @@ pub fn run(engine: &FaceEngine, args: &EvalArgs) -> Result<()> {
         "accuracy at the recommended threshold {recommended}: {:.2}%",
         pct(s.accuracy_at_recommended)
     );
-    println!("TAR at FAR=1e-3: {:.2}%", pct(s.tar_at_far_1e3));
+    println!(
+        "TAR at FAR=1e-2: {:.2}%, at FAR=1e-3: {:.2}%",
+        pct(s.tar_at_far_1e2),
+        pct(s.tar_at_far_1e3)
+    );
     println!(
         "mean distance: same {:.3}, different {:.3}",
         s.mean_same, s.mean_different

@@ -67,6 +67,7 @@ JSON (--json): one object with these fields.
   fpir_reached_1e-2       FPIR at that t
   threshold_at_fpir_1e-3, fnir_at_fpir_1e-3, fpir_reached_1e-3: the same at 0.1%
   open_set_missing        null, or why the FPIR figures are null
+  model                   the embedding model's id (--model)
   flip, min_face, threads the settings used
   wall_seconds            reading, detecting, embedding and searching (not loading models)
   search_seconds          the nearest-entry search alone
@@ -192,6 +193,7 @@ pub fn run(args: &IdentArgs, engine: impl FnOnce() -> Result<FaceEngine>) -> Res
         split: &split,
         multiple,
         scores: &scores,
+        model: &engine.model().id,
         recommended: engine.model().threshold,
         flip: engine.embedder().config().flip,
         min_face: engine.detector().config().min_face_size,
@@ -433,6 +435,7 @@ struct Report<'a> {
     split: &'a Split<'a>,
     multiple: usize,
     scores: &'a OpenSet,
+    model: &'a str,
     recommended: f32,
     flip: bool,
     min_face: f32,
@@ -480,6 +483,7 @@ impl Report<'_> {
         let mated = s.mated.len();
         let mut out = json!({
             "folder": self.root.display().to_string(),
+            "model": self.model,
             "identities": self.identities.len(),
             "gallery_identities": self.gallery_identities(),
             "gallery": self.split.gallery.len(),
@@ -523,8 +527,9 @@ impl Report<'_> {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "open-set identification on {} (min face {} px, flip {})",
+            "open-set identification on {} (model {}, min face {} px, flip {})",
             self.root.display(),
+            self.model,
             self.min_face,
             self.flip
         );
@@ -851,6 +856,7 @@ mod tests {
             split: &split,
             multiple: 1,
             scores: &scores,
+            model: "dlib_face_recognition_resnet_model_v1",
             recommended: 0.6,
             flip: true,
             min_face: 30.0,

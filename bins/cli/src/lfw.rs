@@ -158,6 +158,8 @@ pub struct Scores {
     pub best_accuracy: f64,
     /// Accuracy over all pairs at the given recommended threshold.
     pub accuracy_at_recommended: f64,
+    /// True accept rate at a false accept rate of at most 1e-2.
+    pub tar_at_far_1e2: f64,
     /// True accept rate at a false accept rate of at most 1e-3.
     pub tar_at_far_1e3: f64,
     /// Mean distance of same-person pairs.
@@ -256,6 +258,7 @@ pub fn score(pairs: &[Pair], distances: &[f32], recommended: f32) -> Scores {
         best_threshold,
         best_accuracy,
         accuracy_at_recommended: accuracy(&items, recommended),
+        tar_at_far_1e2: tar_at_far(&items, 1e-2),
         tar_at_far_1e3: tar_at_far(&items, 1e-3),
         mean_same: mean_of(true),
         mean_different: mean_of(false),

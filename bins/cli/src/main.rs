@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use facerec::{DecodeLimits, EngineConfig, Face, FaceEngine, decode_image, largest_face};
+use facerec::{
+    DecodeLimits, EngineConfig, Face, FaceEngine, ModelSpec, decode_image, largest_face,
+};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -35,6 +37,16 @@ struct Cli {
     /// Mirror-flip test-time augmentation (averages the embeddings of a chip and its mirror).
     #[arg(long, global = true)]
     flip: bool,
+    /// The embedding model: dlib (128-d), mobilefacenet (192-d) or dlib+mobilefacenet (both,
+    /// fused). A data dir keeps the model that made it.
+    #[arg(
+        long,
+        global = true,
+        env = "FACEREC_MODEL",
+        value_name = "NAME",
+        default_value = "dlib"
+    )]
+    model: ModelSpec,
     #[command(subcommand)]
     command: Command,
 }
@@ -93,6 +105,7 @@ fn run(cli: Cli) -> Result<()> {
     let mut config = EngineConfig::default();
     config.detector.min_face_size = cli.min_face;
     config.embedder.flip = cli.flip;
+    config.model = cli.model;
     let models = cli.models;
     let load = move || {
         FaceEngine::with_config(&models, config)

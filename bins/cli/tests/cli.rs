@@ -170,6 +170,8 @@ fn eval_lfw_runs_the_protocol_on_a_tiny_folder() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["model"], "dlib_face_recognition_resnet_model_v1");
+    assert_eq!(v["dims"], 128);
     assert_eq!(v["pairs"], 4);
     assert_eq!(v["folds"], 2);
     assert_eq!(v["images"], 4);
@@ -179,6 +181,7 @@ fn eval_lfw_runs_the_protocol_on_a_tiny_folder() {
     for key in [
         "accuracy_std",
         "best_threshold",
+        "tar_at_far_1e-2",
         "tar_at_far_1e-3",
         "ms_per_image",
     ] {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use facerec::{EngineConfig, FaceEngine};
+use facerec::{EngineConfig, FaceEngine, ModelSpec};
 use facerec_api::{AllowedHost, ApiConfig, FaceService, RateLimit, ServerOptions};
 use facerec_store::StoreConfig;
 use facerec_store_postgres::Postgres;
@@ -55,6 +55,17 @@ struct Args {
     /// Folder with the ONNX models (pnet, rnet, onet and the embedding model).
     #[arg(long, env = "FACEREC_MODELS_DIR", default_value = "./models")]
     models_dir: PathBuf,
+
+    /// The embedding model: dlib (id dlib_face_recognition_resnet_model_v1, 128-d),
+    /// mobilefacenet (192-d) or dlib+mobilefacenet (both fused, 320-d). A data dir or
+    /// database keeps the model that made it.
+    #[arg(
+        long,
+        env = "FACEREC_MODEL",
+        value_name = "NAME",
+        default_value = "dlib"
+    )]
+    model: ModelSpec,
 
     #[arg(
         long,
@@ -313,7 +324,11 @@ fn main() -> anyhow::Result<()> {
         return keys::run(&spec, args.pool_size, action);
     }
 
-    let engine = load_models(&args.models_dir, args.api_config().limits.decode.max_side)?;
+    let engine = load_models(
+        &args.models_dir,
+        args.model.clone(),
+        args.api_config().limits.decode.max_side,
+    )?;
     let service = open_service(&args, engine)?;
     if !service.config().auth.anonymous
         && !service.keys().any().context("cannot read the API keys")?
@@ -371,7 +386,7 @@ fn open_service(args: &Args, engine: Arc<FaceEngine>) -> anyhow::Result<FaceServ
             let pg = Postgres::connect(store::pg_config(url, args.pool_size)).with_context(hint)?;
             let model = engine.model();
             let faces = pg
-                .face_store(StoreConfig::new(model.id.clone(), model.dims))
+                .face_store(StoreConfig::new(model.id.clone(), model.dims()))
                 .with_context(hint)?;
             let tokens = pg.token_store(config.tokens);
             let keys = pg.key_store();
@@ -421,8 +436,9 @@ fn init_logging(format: LogFormat, to_stderr: bool) {
     }
 }
 
-/// The models in `dir`, with a detector that takes images up to `max_side` pixels a side.
-fn load_models(dir: &Path, max_side: u32) -> anyhow::Result<Arc<FaceEngine>> {
+/// The detector and `model` from `dir`, with a detector that takes images up to `max_side`
+/// pixels a side.
+fn load_models(dir: &Path, model: ModelSpec, max_side: u32) -> anyhow::Result<Arc<FaceEngine>> {
     if !dir.is_dir() {
         bail!(
             "models dir {} does not exist: run from the repository root or pass --models-dir \
@@ -431,7 +447,10 @@ fn load_models(dir: &Path, max_side: u32) -> anyhow::Result<Arc<FaceEngine>> {
         );
     }
     let started = std::time::Instant::now();
-    let mut config = EngineConfig::default();
+    let mut config = EngineConfig {
+        model,
+        ..EngineConfig::default()
+    };
     config.detector.max_side = config.detector.max_side.max(max_side);
     let engine = FaceEngine::with_config(dir, config)
         .with_context(|| format!("cannot load the models from {}", dir.display()))?;
@@ -439,7 +458,7 @@ fn load_models(dir: &Path, max_side: u32) -> anyhow::Result<Arc<FaceEngine>> {
     tracing::info!(
         dir = %dir.display(),
         model = %model.id,
-        dims = model.dims,
+        dims = model.dims(),
         threshold = %model.threshold,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "models loaded"
@@ -692,7 +711,7 @@ mod tests {
 
     #[test]
     fn a_missing_models_dir_is_named_with_the_fix() {
-        let err = load_models(Path::new("/nonexistent/models"), 4096)
+        let err = load_models(Path::new("/nonexistent/models"), ModelSpec::default(), 4096)
             .unwrap_err()
             .to_string();
         assert!(err.contains("/nonexistent/models"), "{err}");

@@ -342,9 +342,9 @@ impl From<Readiness> for ReadyReply {
     fn from(r: Readiness) -> Self {
         Self {
             status: "ready",
-            model: r.model.id,
-            dims: r.model.dims,
+            dims: r.model.dims(),
             threshold: r.model.threshold,
+            model: r.model.id,
             face_sets: r.face_sets,
             face_tokens: r.tokens,
             keys_required: r.keys_required,

@@ -58,9 +58,9 @@ const COMPARE: &str = "Distance between face a and face b, each given by token (
 )]
 pub(crate) async fn detect(
     service: Data<FaceService>,
-    Valid(DetectInput { image }): Valid<DetectInput>,
+    Valid(DetectInput { image, min_face }): Valid<DetectInput>,
 ) -> Answer {
-    let faces = service.detect(image).await?;
+    let faces = service.detect(image, min_face).await?;
     Ok(dto::ok(DetectReply::from(faces)))
 }
 

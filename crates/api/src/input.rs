@@ -720,7 +720,11 @@ fn face_query(
 ) -> Result<FaceQuery, ApiError> {
     match (token(params, token_name)?, params.image(image, limits)?) {
         (Some(token), None) => Ok(FaceQuery::Token(token)),
-        (None, Some((bytes, label))) => Ok(FaceQuery::Image { bytes, label }),
+        (None, Some((bytes, label))) => Ok(FaceQuery::Image {
+            bytes,
+            label,
+            min_face: min_face(params, limits)?,
+        }),
         (Some(_), Some(_)) => Err(ApiError::BadArgument {
             name: token_name,
             reason: format!("give only one of {either}"),
@@ -729,15 +733,27 @@ fn face_query(
     }
 }
 
+/// The smallest face a photo's detection looks for (`min_face`), at least
+/// [`MIN_FACE`] pixels and at most the image side limit; `None` when not given.
+fn min_face(params: &Params, limits: &Limits) -> Result<Option<u32>, ApiError> {
+    let most = limits.decode.max_side.max(MIN_FACE) as usize;
+    Ok(number(params, "min_face", MIN_FACE as usize, most)?.map(|n| n as u32))
+}
+
+/// The smallest `min_face` a request may ask for, and the default: the detector's 30 px.
+pub(crate) const MIN_FACE: u32 = 30;
+
 /// `POST /detect`.
 #[derive(Debug)]
 pub(crate) struct DetectInput {
     pub(crate) image: Bytes,
+    /// `min_face`: only faces of at least this many pixels.
+    pub(crate) min_face: Option<u32>,
 }
 
 impl FromParams for DetectInput {
     const SPEC: ParamSpec = ParamSpec {
-        text: &[],
+        text: &["min_face"],
         files: &["image_file"],
         base64: &["image_base64"],
         required: &[],
@@ -749,7 +765,10 @@ impl FromParams for DetectInput {
             .ok_or(ApiError::MissingArgument {
                 name: "image_file, image_base64 or image_url",
             })?;
-        Ok(Self { image })
+        Ok(Self {
+            image,
+            min_face: min_face(&params, limits)?,
+        })
     }
 }
 
@@ -819,7 +838,14 @@ pub(crate) struct SearchInput {
 
 impl FromParams for SearchInput {
     const SPEC: ParamSpec = ParamSpec {
-        text: &["face_token", "threshold", "top_k", "face_set", "group_by"],
+        text: &[
+            "face_token",
+            "threshold",
+            "top_k",
+            "face_set",
+            "group_by",
+            "min_face",
+        ],
         files: &["image_file"],
         base64: &["image_base64"],
         required: &["threshold"],
@@ -873,7 +899,7 @@ pub(crate) struct CompareInput {
 
 impl FromParams for CompareInput {
     const SPEC: ParamSpec = ParamSpec {
-        text: &["face_token_a", "face_token_b", "face_set"],
+        text: &["face_token_a", "face_token_b", "face_set", "min_face"],
         files: &["image_file_a", "image_file_b"],
         base64: &["image_base64_a", "image_base64_b"],
         required: &[],
@@ -1087,5 +1113,22 @@ mod tests {
         };
         assert!(grouped("name").unwrap().ranking.best_per_name);
         assert_eq!(grouped("token").unwrap_err().code().code(), 1001);
+    }
+
+    #[test]
+    fn min_face_is_a_whole_number_from_30_to_the_side_limit() {
+        let limits = Limits::default();
+        let given = |value: &str| min_face(&params(&[("min_face", value)]), &limits);
+        assert_eq!(min_face(&params(&[]), &limits).unwrap(), None);
+        assert_eq!(given("30").unwrap(), Some(30));
+        assert_eq!(given(" 200 ").unwrap(), Some(200));
+        assert_eq!(given("4096").unwrap(), Some(4096));
+        for bad in ["29", "0", "-40", "4097", "40.5", "big"] {
+            let err = given(bad).unwrap_err();
+            assert_eq!(err.code().code(), 1001, "{bad}");
+            assert!(err.to_string().contains("min_face"), "{bad}: {err}");
+        }
+        let err = given("29").unwrap_err();
+        assert!(format!("{err:?}").contains("from 30 to 4096"), "{err:?}");
     }
 }

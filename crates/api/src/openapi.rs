@@ -20,7 +20,7 @@ use crate::error::ErrorBody;
 use crate::handlers;
 use crate::input::{
     AddFaceInput, CompareInput, DEFAULT_FACE_NAME, DEFAULT_FACE_SET, DetectInput, FaceSetPageInput,
-    FromParams, ParamSpec, RemoveFaceInput, SearchInput,
+    FromParams, MIN_FACE, ParamSpec, RemoveFaceInput, SearchInput,
 };
 
 /// What `info.description` says.
@@ -336,8 +336,9 @@ fn text_parameter(name: &str) -> Option<Object> {
             .description(Some("Face set name.")),
         "threshold" => text().examples(["0.6"]).description(Some(format!(
             "Distance threshold as a decimal string, 0 < t <= {}, in the model's own Euclidean \
-             scale: 0.6 recommended (same person below it); the original API's reference value \
-             0.65 is a little more lenient.",
+             scale: the model's recommended threshold is in GET /ready (same person below it; \
+             0.6 for the default model, where the original API's reference value 0.65 is a \
+             little more lenient).",
             limits.max_threshold
         ))),
         "top_k" => text().examples(["10"]).description(Some(format!(
@@ -348,6 +349,14 @@ fn text_parameter(name: &str) -> Option<Object> {
             "name: answer only the nearest face of each name, so that many photos of one \
                  person do not fill the matches (top_k then counts names).",
         )),
+        "min_face" => whole_number()
+            .minimum(Some(f64::from(MIN_FACE)))
+            .maximum(Some(f64::from(limits.decode.max_side.max(MIN_FACE))))
+            .default(Some(MIN_FACE.into()))
+            .description(Some(
+                "Smallest face to look for in the photo, in pixels: a larger value finds only \
+                 larger faces, faster. Tokens are not affected.",
+            )),
         "offset" => whole_number().minimum(Some(0)).default(Some(0.into())),
         "limit" => whole_number()
             .minimum(Some(1))
@@ -504,7 +513,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use actix_web::{HttpResponse, ResponseError};
-    use facerec::{BoundingBox, ModelDescriptor};
+    use facerec::{BoundingBox, ModelSpec};
     use facerec_store::{FaceSetInfo, FaceSummary, Match};
     use serde_json::Value;
 
@@ -656,7 +665,7 @@ mod tests {
         )
         .unwrap();
         let readiness = Readiness {
-            model: ModelDescriptor::dlib_resnet_v1(),
+            model: ModelSpec::default(),
             face_sets: 1,
             tokens: 2,
             keys_required: false,

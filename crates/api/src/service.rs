@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use facerec::{BoundingBox, DecodeLimits, Embedding, Face, FaceEngine, ModelDescriptor};
+use facerec::{BoundingBox, DecodeLimits, Embedding, Face, FaceEngine, ModelSpec};
 use facerec_store::{
     FaceRecord, FaceSetInfo, FaceStore, FaceSummary, FaceToken, FileKeys, KeyHash, KeyRecord,
     KeyStore, LocalTokens, Match, NewKey, NewToken, Role, SledStore, StoreConfig, TokenStore,
@@ -51,7 +51,7 @@ pub enum StartError {
     /// The face store holds embeddings of another model than the engine makes.
     #[error(
         "the face store holds {store_model} ({store_dims}-d) embeddings; the engine makes \
-         {model} ({dims}-d)"
+         {model} ({dims}-d): run the model that made them (--model) or use another store"
     )]
     ModelMismatch {
         /// Model id of the store.
@@ -108,6 +108,8 @@ pub(crate) enum FaceQuery {
         bytes: Bytes,
         /// What to call the photo when it has no face (the upload field).
         label: &'static str,
+        /// The smallest face to look for, in pixels (`min_face`); `None`: the engine's.
+        min_face: Option<u32>,
     },
 }
 
@@ -233,7 +235,7 @@ pub(crate) struct FaceSetPage {
 /// What `/ready` reports.
 #[derive(Debug)]
 pub(crate) struct Readiness {
-    pub(crate) model: ModelDescriptor,
+    pub(crate) model: ModelSpec,
     pub(crate) face_sets: usize,
     pub(crate) tokens: usize,
     /// Requests other than health, readiness and the console need an API key.
@@ -257,11 +259,11 @@ impl FaceService {
             })?;
         let faces_dir = config.faces_dir();
         let model = engine.model();
-        let store = SledStore::open(&faces_dir, StoreConfig::new(model.id.clone(), model.dims))
+        let store = SledStore::open(&faces_dir, StoreConfig::new(model.id.clone(), model.dims()))
             .map_err(|source| StartError::Store {
-                path: faces_dir,
-                source,
-            })?;
+            path: faces_dir,
+            source,
+        })?;
         Self::new(engine, Arc::new(store), Arc::new(tokens), config)
     }
 
@@ -288,12 +290,12 @@ impl FaceService {
         config: ApiConfig,
     ) -> Result<Self, StartError> {
         let model = engine.model();
-        if store.model_id() != model.id || store.dims() != model.dims {
+        if store.model_id() != model.id || store.dims() != model.dims() {
             return Err(StartError::ModelMismatch {
                 store_model: store.model_id().to_owned(),
                 store_dims: store.dims(),
                 model: model.id.clone(),
-                dims: model.dims,
+                dims: model.dims(),
             });
         }
         let pool =
@@ -306,7 +308,7 @@ impl FaceService {
         let token_bounds = tokens.config();
         tracing::info!(
             model = %model.id,
-            dims = model.dims,
+            dims = model.dims(),
             max_tokens = token_bounds.max_entries,
             token_ttl_s = token_bounds.ttl.as_secs(),
             inference_threads = pool.threads(),
@@ -345,7 +347,7 @@ impl FaceService {
     }
 
     /// The embedding model (id, dims, recommended threshold).
-    pub fn model(&self) -> &ModelDescriptor {
+    pub fn model(&self) -> &ModelSpec {
         self.shared.engine.model()
     }
 
@@ -378,12 +380,17 @@ impl FaceService {
         &self.shared.metrics
     }
 
-    /// Every face of the photo, each with a new token and a crop.
-    pub(crate) async fn detect(&self, image: Bytes) -> Result<Vec<DetectedFace>, ApiError> {
+    /// Every face of the photo (of at least `min_face` pixels, if given), each with a new
+    /// token and a crop.
+    pub(crate) async fn detect(
+        &self,
+        image: Bytes,
+        min_face: Option<u32>,
+    ) -> Result<Vec<DetectedFace>, ApiError> {
         let shared = Arc::clone(&self.shared);
         let faces = self
             .infer(move || {
-                let (image, faces) = shared.analyze(&image)?;
+                let (image, faces) = shared.analyze(&image, min_face)?;
                 tokens_for(&image, faces)
             })
             .await?;
@@ -620,7 +627,7 @@ impl FaceService {
                 let bytes = image.bytes;
                 let analysed = self
                     .infer(move || {
-                        let (_, mut faces) = shared.analyze(&bytes)?;
+                        let (_, mut faces) = shared.analyze(&bytes, None)?;
                         let count = faces.len();
                         let largest = facerec::largest_face(&faces);
                         Ok(largest.map(|i| (faces.swap_remove(i).embedding, count)))
@@ -899,11 +906,15 @@ impl FaceService {
                 let embedding = self.embedding_of(set, &token).await?;
                 Ok((token, embedding))
             }
-            FaceQuery::Image { bytes, label } => {
+            FaceQuery::Image {
+                bytes,
+                label,
+                min_face,
+            } => {
                 let shared = Arc::clone(&self.shared);
                 let (largest, embedding) = self
                     .infer(move || {
-                        let (image, faces) = shared.analyze(&bytes)?;
+                        let (image, faces) = shared.analyze(&bytes, min_face)?;
                         let no_face = || ApiError::NoFace { field: label };
                         let largest = facerec::largest_face(&faces).ok_or_else(no_face)?;
                         let face = faces.into_iter().nth(largest).ok_or_else(no_face)?;
@@ -948,15 +959,21 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    /// Decodes and analyses an image (on an inference thread).
-    fn analyze(&self, bytes: &[u8]) -> Result<(DynamicImage, Vec<Face>), ApiError> {
+    /// Decodes and analyses an image (on an inference thread), for faces of at least
+    /// `min_face` pixels (`None`: the engine's smallest).
+    fn analyze(
+        &self,
+        bytes: &[u8],
+        min_face: Option<u32>,
+    ) -> Result<(DynamicImage, Vec<Face>), ApiError> {
         let limits: &DecodeLimits = &self.config.limits.decode;
         let image = self
             .metrics
             .time(Stage::Decode, || facerec::decode_image(bytes, limits))?;
-        let faces = self
-            .metrics
-            .time(Stage::DetectEmbed, || self.engine.analyze(&image))?;
+        let faces = self.metrics.time(Stage::DetectEmbed, || match min_face {
+            None => self.engine.analyze(&image),
+            Some(side) => self.engine.analyze_min_face(&image, side as f32),
+        })?;
         self.metrics.add_faces_detected(faces.len());
         tracing::debug!(
             width = image.width(),
@@ -1046,7 +1063,9 @@ mod tests {
 
         /// The token of the largest face of a photo.
         fn detect_largest(&self, name: &str) -> FaceToken {
-            let faces = self.run(self.service.detect(Self::photo(name))).unwrap();
+            let faces = self
+                .run(self.service.detect(Self::photo(name), None))
+                .unwrap();
             let area = |f: &DetectedFace| (f.bbox.x2 - f.bbox.x1) * (f.bbox.y2 - f.bbox.y1);
             faces
                 .iter()
@@ -1091,6 +1110,7 @@ mod tests {
         let query = FaceQuery::Image {
             bytes: Fixture::photo("obama2.jpg"),
             label: "image_file",
+            min_face: None,
         };
         let found = fx
             .run(s.search(
@@ -1169,6 +1189,7 @@ mod tests {
         let query = FaceQuery::Image {
             bytes: Bytes::from(png),
             label: "image_file_b",
+            min_face: None,
         };
         let err = fx
             .run(s.search(
@@ -1192,6 +1213,7 @@ mod tests {
                 FaceQuery::Image {
                     bytes: Bytes::from(vec![0u8; 10]),
                     label: "image_file",
+                    min_face: None,
                 },
                 threshold("0.6"),
                 Ranking::default(),

@@ -1,11 +1,15 @@
-//! Builds an ONNX graph from a parsed dlib network.
+//! Builds ONNX graphs. The parts both conversions share live here (a crate-internal builder
+//! that adds nodes and initializers under fixed names, and the assembly of the model with its
+//! IR and operator-set versions, producer, metadata and symbolic batch dimension), together
+//! with the graph of a parsed dlib network ([`build_model`]); [`crate::mobilefacenet`] builds
+//! the other.
 //!
-//! The builder follows the network from the input outward, tracking every value's shape so
-//! that `add_prev` can zero-pad the smaller operand the way dlib does. Each `con` directly
-//! followed by an `affine` becomes one `Conv` with the affine folded into its weights and
-//! bias (in `f32`, one multiply and one add per value, so the result is the same on every
-//! machine). Names are fixed (`Conv_0`, `Conv_0.weight`, ...), so the same network always
-//! gives the same bytes.
+//! For dlib, the builder follows the network from the input outward, tracking every value's
+//! shape so that `add_prev` can zero-pad the smaller operand the way dlib does. Each `con`
+//! directly followed by an `affine` becomes one `Conv` with the affine folded into its
+//! weights and bias (in `f32`, one multiply and one add per value, so the result is the same
+//! on every machine). Names are fixed (`Conv_0`, `Conv_0.weight`, ...), so the same network
+//! always gives the same bytes.
 
 use std::collections::BTreeMap;
 
@@ -81,20 +85,39 @@ pub enum Shape {
     },
 }
 
+/// A value in the graph being built: its name and its per-sample shape.
 #[derive(Debug, Clone)]
-struct Value {
-    name: String,
-    shape: Shape,
+pub(crate) struct Value {
+    pub(crate) name: String,
+    pub(crate) shape: Shape,
 }
 
+/// Collects nodes and initializers under fixed names (`Conv_0`, `Conv_0.weight`, ...), in
+/// the order they are added, so the same input always gives the same graph.
 #[derive(Default)]
-struct Builder {
-    nodes: Vec<NodeProto>,
+pub(crate) struct Builder {
+    pub(crate) nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     next_index: BTreeMap<&'static str, usize>,
 }
 
-fn attr_ints(name: &str, ints: Vec<i64>) -> AttributeProto {
+/// Everything about a model besides its nodes and initializers.
+pub(crate) struct ModelInfo<'a> {
+    /// `GraphProto.name`.
+    pub(crate) graph_name: &'a str,
+    /// `GraphProto.doc_string`.
+    pub(crate) doc_string: String,
+    /// Shape of the graph input [`INPUT_NAME`].
+    pub(crate) input_shape: Shape,
+    /// The value that becomes the graph output [`OUTPUT_NAME`].
+    pub(crate) output: &'a Value,
+    /// `ModelProto.producer_version`: the version of this conversion's output format.
+    pub(crate) producer_version: &'a str,
+    /// `ModelProto.metadata_props`, in order.
+    pub(crate) metadata: Vec<(&'static str, String)>,
+}
+
+pub(crate) fn attr_ints(name: &str, ints: Vec<i64>) -> AttributeProto {
     AttributeProto {
         name: name.to_owned(),
         r#type: AttributeType::Ints as i32,
@@ -103,7 +126,7 @@ fn attr_ints(name: &str, ints: Vec<i64>) -> AttributeProto {
     }
 }
 
-fn attr_int(name: &str, i: i64) -> AttributeProto {
+pub(crate) fn attr_int(name: &str, i: i64) -> AttributeProto {
     AttributeProto {
         name: name.to_owned(),
         r#type: AttributeType::Int as i32,
@@ -112,13 +135,13 @@ fn attr_int(name: &str, i: i64) -> AttributeProto {
     }
 }
 
-fn dims(values: &[usize]) -> Vec<i64> {
+pub(crate) fn dims(values: &[usize]) -> Vec<i64> {
     values.iter().map(|&d| d as i64).collect()
 }
 
 impl Builder {
     /// Adds a node named `{op}_{n}` whose single output has the same name.
-    fn node(
+    pub(crate) fn node(
         &mut self,
         op: &'static str,
         inputs: Vec<String>,
@@ -139,11 +162,16 @@ impl Builder {
     }
 
     /// The name the next node of kind `op` will get.
-    fn peek_name(&self, op: &'static str) -> String {
+    pub(crate) fn peek_name(&self, op: &'static str) -> String {
         format!("{op}_{}", self.next_index.get(op).copied().unwrap_or(0))
     }
 
-    fn f32_initializer(&mut self, name: String, shape: &[usize], data: &[f32]) -> String {
+    pub(crate) fn f32_initializer(
+        &mut self,
+        name: String,
+        shape: &[usize],
+        data: &[f32],
+    ) -> String {
         self.initializers.push(TensorProto {
             dims: dims(shape),
             data_type: DATA_TYPE_FLOAT,
@@ -154,7 +182,12 @@ impl Builder {
         name
     }
 
-    fn i64_initializer(&mut self, name: String, shape: &[usize], data: &[i64]) -> String {
+    pub(crate) fn i64_initializer(
+        &mut self,
+        name: String,
+        shape: &[usize],
+        data: &[i64],
+    ) -> String {
         self.initializers.push(TensorProto {
             dims: dims(shape),
             data_type: DATA_TYPE_INT64,
@@ -163,6 +196,52 @@ impl Builder {
             ..Default::default()
         });
         name
+    }
+
+    /// Renames `info.output` to [`OUTPUT_NAME`] and assembles the model: IR
+    /// [`IR_VERSION`], operator set [`OPSET_VERSION`], producer [`PRODUCER_NAME`], the
+    /// symbolic batch dimension [`BATCH_DIM`] first in the input's and the output's shape.
+    pub(crate) fn finish(mut self, info: ModelInfo<'_>) -> ModelProto {
+        for node in &mut self.nodes {
+            for value in node.input.iter_mut().chain(&mut node.output) {
+                if *value == info.output.name {
+                    OUTPUT_NAME.clone_into(value);
+                }
+            }
+        }
+        let graph = GraphProto {
+            node: self.nodes,
+            name: info.graph_name.to_owned(),
+            initializer: self.initializers,
+            doc_string: info.doc_string,
+            input: vec![tensor_value_info(INPUT_NAME, shape_dims(info.input_shape))],
+            output: vec![tensor_value_info(
+                OUTPUT_NAME,
+                shape_dims(info.output.shape),
+            )],
+            value_info: vec![],
+        };
+        ModelProto {
+            ir_version: IR_VERSION,
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: OPSET_VERSION,
+            }],
+            producer_name: PRODUCER_NAME.to_owned(),
+            producer_version: info.producer_version.to_owned(),
+            domain: String::new(),
+            model_version: 1,
+            doc_string: String::new(),
+            graph: Some(graph),
+            metadata_props: info
+                .metadata
+                .into_iter()
+                .map(|(key, value)| StringStringEntryProto {
+                    key: key.to_owned(),
+                    value,
+                })
+                .collect(),
+        }
     }
 
     fn input_normalization(&mut self, mean: [f32; 3]) -> String {
@@ -641,56 +720,27 @@ pub fn build_model(network: &Network, provenance: &Provenance) -> Result<ModelPr
             },
         };
     }
-    for node in &mut b.nodes {
-        for output in &mut node.output {
-            if *output == current.name {
-                OUTPUT_NAME.clone_into(output);
-            }
-        }
-    }
-
-    let graph = GraphProto {
-        node: b.nodes,
-        name: "dlib_face_recognition_resnet_model_v1".to_owned(),
-        initializer: b.initializers,
-        doc_string: format!(
-            "dlib face-recognition ResNet. Input: RGB face chip, float32 [N, 3, {rows}, {cols}] \
-             NCHW, raw 0..255 pixel values (normalised inside the graph as (x - mean) / 256). \
-             Output: the raw (not normalised) embedding; two faces are the same person when \
-             the Euclidean distance is below {thresh}.",
-            rows = network.input.rows,
-            cols = network.input.cols,
-            thresh = network.loss.dist_thresh,
-        ),
-        input: vec![tensor_value_info(INPUT_NAME, shape_dims(input_shape))],
-        output: vec![tensor_value_info(OUTPUT_NAME, shape_dims(current.shape))],
-        value_info: vec![],
-    };
-    let metadata = [
-        ("source", provenance.source_name.clone()),
-        ("source_sha256", provenance.source_sha256.clone()),
-        ("dist_thresh", network.loss.dist_thresh.to_string()),
-    ];
-    Ok(ModelProto {
-        ir_version: IR_VERSION,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: OPSET_VERSION,
-        }],
-        producer_name: PRODUCER_NAME.to_owned(),
-        producer_version: OUTPUT_FORMAT_VERSION.to_owned(),
-        domain: String::new(),
-        model_version: 1,
-        doc_string: String::new(),
-        graph: Some(graph),
-        metadata_props: metadata
-            .into_iter()
-            .map(|(key, value)| StringStringEntryProto {
-                key: key.to_owned(),
-                value,
-            })
-            .collect(),
-    })
+    let doc_string = format!(
+        "dlib face-recognition ResNet. Input: RGB face chip, float32 [N, 3, {rows}, {cols}] \
+         NCHW, raw 0..255 pixel values (normalised inside the graph as (x - mean) / 256). \
+         Output: the raw (not normalised) embedding; two faces are the same person when \
+         the Euclidean distance is below {thresh}.",
+        rows = network.input.rows,
+        cols = network.input.cols,
+        thresh = network.loss.dist_thresh,
+    );
+    Ok(b.finish(ModelInfo {
+        graph_name: "dlib_face_recognition_resnet_model_v1",
+        doc_string,
+        input_shape,
+        output: &current,
+        producer_version: OUTPUT_FORMAT_VERSION,
+        metadata: vec![
+            ("source", provenance.source_name.clone()),
+            ("source_sha256", provenance.source_sha256.clone()),
+            ("dist_thresh", network.loss.dist_thresh.to_string()),
+        ],
+    }))
 }
 
 /// Counts the graph's nodes by operator, sorted by operator name.

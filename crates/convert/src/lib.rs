@@ -1,14 +1,20 @@
-//! Converts dlib's face-recognition ResNet (`dlib_face_recognition_resnet_model_v1.dat`) to
-//! an ONNX model, bit-for-bit reproducibly: the same input gives the same bytes on every run
-//! (no timestamps, fixed names, fixed order).
+//! Converts the face-embedding models facerec uses to ONNX, bit-for-bit reproducibly: the same
+//! input gives the same bytes on every run (no timestamps, fixed names, fixed order).
 //!
-//! - [`dlib`] reads dlib's serialization into layer records;
-//! - [`graph`] turns those into an ONNX graph;
-//! - [`onnx`] holds the ONNX protobuf messages.
+//! Two conversions:
 //!
-//! [`convert_dlib_resnet`] does all three on the bytes of a `.dat` file; the
-//! `facerec-convert` command (`bins/convert`) wraps it, and `models/README.md` says where the
-//! `.dat` comes from. The graph builder also takes a network written in code:
+//! - dlib's face-recognition ResNet (`dlib_face_recognition_resnet_model_v1.dat`):
+//!   [`dlib`] reads dlib's serialization into layer records and [`graph`] turns those into an
+//!   ONNX graph; [`convert_dlib_resnet`] does both on the bytes of a `.dat` file.
+//! - MobileFaceNet from TFLite (`MobileFaceNet.tflite`): [`tflite`] reads the FlatBuffers
+//!   file (a small safe reader of the schema subset needed) and [`mobilefacenet`] translates
+//!   its graph (weights transposed to ONNX layout, TensorFlow `SAME` padding made explicit,
+//!   TOCO's written-out PReLU recognised as one `PRelu`); [`convert_mobilefacenet`] does both.
+//!
+//! Both build their graphs with [`graph`]'s shared node, initializer and model-assembly parts
+//! and write them with the protobuf messages in [`onnx`]. The `facerec-convert` command
+//! (`bins/convert`) wraps the two functions, and `models/README.md` says where the source
+//! files come from. The dlib graph builder also takes a network written in code:
 //!
 //! ```
 //! use facerec_convert::dlib::{Element, Fc, Layer, MetricLoss, Network, RgbInput};
@@ -33,13 +39,20 @@
 //! // Bytes that are not a dlib network are refused with a typed error.
 //! let err = convert_dlib_resnet(b"not a dlib network", "x.dat").unwrap_err();
 //! assert!(matches!(err, ConvertError::Parse(_)), "{err}");
+//!
+//! // Likewise bytes that are not a TFLite model.
+//! let err = facerec_convert::convert_mobilefacenet(b"not a TFLite model", "x.tflite")
+//!     .unwrap_err();
+//! assert!(matches!(err, ConvertError::Tflite(_)), "{err}");
 //! # Ok::<(), ConvertError>(())
 //! ```
 #![deny(missing_docs)]
 
 pub mod dlib;
 pub mod graph;
+pub mod mobilefacenet;
 pub mod onnx;
+pub mod tflite;
 
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -54,6 +67,12 @@ pub enum ConvertError {
     /// The network cannot be expressed in ONNX by this converter.
     #[error("cannot build the ONNX graph")]
     Graph(#[from] graph::GraphError),
+    /// The input is not a readable TFLite model.
+    #[error("not a readable TFLite model")]
+    Tflite(#[from] tflite::ReadError),
+    /// The TFLite graph uses something the MobileFaceNet translation does not translate.
+    #[error("cannot translate the TFLite graph to ONNX")]
+    Translate(#[from] mobilefacenet::TranslateError),
 }
 
 /// The result of converting a dlib network.
@@ -87,6 +106,40 @@ pub fn convert_dlib_resnet(dat: &[u8], source_name: &str) -> Result<Conversion, 
     let bytes = model.encode_to_vec();
     Ok(Conversion {
         network,
+        model,
+        bytes,
+    })
+}
+
+/// The result of converting a TFLite MobileFaceNet.
+#[derive(Debug)]
+pub struct MobileFaceNetConversion {
+    /// The parsed TFLite model.
+    pub source: tflite::Model,
+    /// The ONNX model.
+    pub model: onnx::ModelProto,
+    /// The serialized ONNX model.
+    pub bytes: Vec<u8>,
+}
+
+/// Converts the bytes of a MobileFaceNet `.tflite` file (float32, as TOCO writes it); the
+/// model's input is `input` `float32 [N, 3, 112, 112]` (NCHW, RGB, normalised by the caller
+/// as `(pixel - 127.5) / 128`) and its output `embedding` `float32 [N, 192]` (not
+/// normalised). `source_name` is recorded in the model's metadata together with the input's
+/// sha256.
+pub fn convert_mobilefacenet(
+    tflite: &[u8],
+    source_name: &str,
+) -> Result<MobileFaceNetConversion, ConvertError> {
+    let source = tflite::parse_model(tflite)?;
+    let provenance = graph::Provenance {
+        source_name: source_name.to_owned(),
+        source_sha256: sha256_hex(tflite),
+    };
+    let model = mobilefacenet::build_model(&source, &provenance)?;
+    let bytes = model.encode_to_vec();
+    Ok(MobileFaceNetConversion {
+        source,
         model,
         bytes,
     })

@@ -3,31 +3,21 @@
 use std::path::Path;
 
 use facerec_detect::{BoundingBox, Detection, Detector, DetectorConfig};
-use facerec_embed::{Embedder, EmbedderConfig, Embedding, ModelDescriptor};
+use facerec_embed::{EmbedderConfig, Embedding, ModelEmbedder, ModelSpec};
 use image::{DynamicImage, RgbImage};
 use rayon::prelude::*;
 
 use crate::{DecodeLimits, Result, decode_image};
 
 /// Everything that configures a [`FaceEngine`]; `Default` is the recommended setup.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct EngineConfig {
     /// Detection options (minimum face size 30 px by default).
     pub detector: DetectorConfig,
     /// Embedding options (mirror-flip augmentation off by default).
     pub embedder: EmbedderConfig,
-    /// The embedding model (dlib ResNet v1 by default).
-    pub model: ModelDescriptor,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            detector: DetectorConfig::default(),
-            embedder: EmbedderConfig::default(),
-            model: ModelDescriptor::dlib_resnet_v1(),
-        }
-    }
+    /// The embedding model: one network or several fused (dlib ResNet v1 alone by default).
+    pub model: ModelSpec,
 }
 
 /// One face found in an image: where it is, how sure the detector is, its five landmarks
@@ -56,7 +46,7 @@ impl Face {
 #[derive(Debug)]
 pub struct FaceEngine {
     detector: Detector,
-    embedder: Embedder,
+    embedder: ModelEmbedder,
 }
 
 impl FaceEngine {
@@ -70,13 +60,13 @@ impl FaceEngine {
     pub fn with_config(models_dir: impl AsRef<Path>, config: EngineConfig) -> Result<Self> {
         let dir = models_dir.as_ref();
         let detector = Detector::from_dir(dir, config.detector)?;
-        let embedder = Embedder::from_dir(dir, config.model, config.embedder)?;
+        let embedder = ModelEmbedder::from_dir(dir, config.model, config.embedder)?;
         Ok(Self { detector, embedder })
     }
 
-    /// The embedding model's descriptor (its id, dims and recommended threshold).
-    pub fn model(&self) -> &ModelDescriptor {
-        self.embedder.descriptor()
+    /// The embedding model (its id, dims, recommended threshold and networks).
+    pub fn model(&self) -> &ModelSpec {
+        self.embedder.spec()
     }
 
     /// The detector.
@@ -85,7 +75,7 @@ impl FaceEngine {
     }
 
     /// The embedder.
-    pub fn embedder(&self) -> &Embedder {
+    pub fn embedder(&self) -> &ModelEmbedder {
         &self.embedder
     }
 
@@ -93,6 +83,14 @@ impl FaceEngine {
     pub fn analyze(&self, image: &DynamicImage) -> Result<Vec<Face>> {
         let rgb = image.to_rgb8();
         let detections = self.detector.detect(&rgb)?;
+        self.embed_all(&rgb, detections)
+    }
+
+    /// [`analyze`](Self::analyze) for faces of at least `min_face_size` pixels only (at least
+    /// 6; see [`Detector::detect_min_face`]): faster when only large faces matter.
+    pub fn analyze_min_face(&self, image: &DynamicImage, min_face_size: f32) -> Result<Vec<Face>> {
+        let rgb = image.to_rgb8();
+        let detections = self.detector.detect_min_face(&rgb, min_face_size)?;
         self.embed_all(&rgb, detections)
     }
 

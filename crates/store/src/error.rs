@@ -81,7 +81,7 @@ pub enum Error {
     #[error(
         "face sets in {place} were made with model {stored_model} ({stored_dims}-d); \
          this server runs model {model} ({dims}-d); refusing to mix embeddings — \
-         use another store or re-enrol"
+         run the model that made them (--model), use another store or re-enrol"
     )]
     ModelMismatch {
         /// The store: a data dir's path, a database (without its password).

@@ -15,14 +15,12 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{distance, max_abs_diff};
-use facerec_convert::graph::{self, BATCH_DIM, INPUT_NAME, OUTPUT_NAME};
-use facerec_convert::onnx::{
-    AttributeProto, ModelProto, NodeProto, tensor_shape_proto::dimension::Value as Dim, type_proto,
-};
+use common::{check_io_and_order, distance, max_abs_diff};
+use facerec_convert::graph::{self, INPUT_NAME};
+use facerec_convert::onnx::{AttributeProto, ModelProto, NodeProto};
 use prost::Message;
 use tract_onnx::prelude::*;
 
@@ -82,28 +80,7 @@ fn tflite_outputs() -> Vec<(String, Vec<f32>)> {
 /// The 112x112 RGB image (row-major, interleaved) that the reference file names `name`: a
 /// synthetic image rebuilt here, or a face chip decoded from `tests/data`.
 fn reference_image(name: &str) -> Vec<u8> {
-    match name {
-        "gray" => vec![128; CHIP * CHIP * 3],
-        "pattern" => (0..CHIP)
-            .flat_map(|y| {
-                (0..CHIP).flat_map(move |x| {
-                    [
-                        (7 * x + 13 * y) % 256,
-                        (3 * x + 5 * y + 50) % 256,
-                        (x * x + y) % 256,
-                    ]
-                    .map(|v| v as u8)
-                })
-            })
-            .collect(),
-        _ => {
-            let chip = image::open(data_dir().join(format!("{name}_mfn_chip.png")))
-                .unwrap()
-                .to_rgb8();
-            assert_eq!(chip.dimensions(), (CHIP as u32, CHIP as u32), "{name}");
-            chip.into_raw()
-        }
-    }
+    common::reference_image_of(name, CHIP, &format!("{name}_mfn_chip.png"))
 }
 
 /// Interleaved RGB bytes to the model's planar `[3][112][112]` input, `(pixel - 127.5) / 128`
@@ -150,21 +127,6 @@ fn unit(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| x / norm).collect()
 }
 
-fn dims(info: &facerec_convert::onnx::ValueInfoProto) -> Vec<Dim> {
-    let Some(type_proto::Value::TensorType(t)) = info.r#type.as_ref().unwrap().value.as_ref()
-    else {
-        panic!("{} is not a tensor", info.name);
-    };
-    assert_eq!(t.elem_type, facerec_convert::onnx::DATA_TYPE_FLOAT);
-    t.shape
-        .as_ref()
-        .unwrap()
-        .dim
-        .iter()
-        .map(|d| d.value.clone().unwrap())
-        .collect()
-}
-
 fn attr<'a>(node: &'a NodeProto, name: &str) -> &'a AttributeProto {
     node.attribute
         .iter()
@@ -205,44 +167,14 @@ fn committed_model_has_the_expected_structure() {
 
     let g = model.graph.as_ref().unwrap();
     assert_eq!(g.name, "mobilefacenet");
-    assert_eq!(g.input.len(), 1);
-    assert_eq!(g.input[0].name, INPUT_NAME);
-    let n = Dim::DimParam(BATCH_DIM.to_owned());
-    assert_eq!(
-        dims(&g.input[0]),
-        [
-            n.clone(),
-            Dim::DimValue(3),
-            Dim::DimValue(112),
-            Dim::DimValue(112)
-        ]
-    );
-    assert_eq!(g.output.len(), 1);
-    assert_eq!(g.output[0].name, OUTPUT_NAME);
-    assert_eq!(dims(&g.output[0]), [n, Dim::DimValue(192)]);
-
-    // Nodes are topologically sorted and every value is produced exactly once.
-    let mut defined: BTreeSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(defined.len(), g.initializer.len(), "duplicate initializer");
-    defined.insert(INPUT_NAME);
+    check_io_and_order(g, CHIP, DIMS);
     for node in &g.node {
-        for input in &node.input {
-            assert!(
-                defined.contains(input.as_str()),
-                "{} uses {input}",
-                node.name
-            );
-        }
-        for output in &node.output {
-            assert!(defined.insert(output), "{output} defined twice");
-        }
         assert!(
             node.doc_string.starts_with("TFLite operator "),
             "{}",
             node.name
         );
     }
-    assert!(defined.contains(OUTPUT_NAME));
     assert_eq!(g.node.last().unwrap().op_type, "Flatten");
 
     // 17 depthwise convolutions (group = channels, one input channel per filter).

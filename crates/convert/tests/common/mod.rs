@@ -3,8 +3,14 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use facerec_convert::graph::{BATCH_DIM, INPUT_NAME, OUTPUT_NAME};
+use facerec_convert::onnx::{
+    DATA_TYPE_FLOAT, GraphProto, ValueInfoProto, tensor_shape_proto::dimension::Value as Dim,
+    type_proto,
+};
 use tract_onnx::prelude::*;
 
 /// Side of the face chip the model takes.
@@ -38,11 +44,17 @@ pub fn dlib_embeddings() -> Vec<(String, Vec<f32>)> {
 /// The 150x150 RGB image (row-major, interleaved) that `dlib_embeddings.txt` names `name`:
 /// a synthetic image rebuilt here, or a face chip decoded from `tests/data`.
 pub fn reference_image(name: &str) -> Vec<u8> {
+    reference_image_of(name, CHIP, &format!("{name}_chip.png"))
+}
+
+/// A `side` x `side` reference image: `gray` (every value 128), `pattern` (R = (7x + 13y) %
+/// 256, G = (3x + 5y + 50) % 256, B = (x*x + y) % 256), or else the PNG `chip` of `tests/data`.
+pub fn reference_image_of(name: &str, side: usize, chip: &str) -> Vec<u8> {
     match name {
-        "gray" => vec![128; CHIP * CHIP * 3],
-        "pattern" => (0..CHIP)
+        "gray" => vec![128; side * side * 3],
+        "pattern" => (0..side)
             .flat_map(|y| {
-                (0..CHIP).flat_map(move |x| {
+                (0..side).flat_map(move |x| {
                     [
                         (7 * x + 13 * y) % 256,
                         (3 * x + 5 * y + 50) % 256,
@@ -53,13 +65,60 @@ pub fn reference_image(name: &str) -> Vec<u8> {
             })
             .collect(),
         _ => {
-            let chip = image::open(data_dir().join(format!("{name}_chip.png")))
-                .unwrap()
-                .to_rgb8();
-            assert_eq!(chip.dimensions(), (CHIP as u32, CHIP as u32), "{name}");
+            let chip = image::open(data_dir().join(chip)).unwrap().to_rgb8();
+            assert_eq!(chip.dimensions(), (side as u32, side as u32), "{name}");
             chip.into_raw()
         }
     }
+}
+
+/// The dimensions of a graph input or output, which must be a float tensor.
+pub fn dims(info: &ValueInfoProto) -> Vec<Dim> {
+    let Some(type_proto::Value::TensorType(t)) = info.r#type.as_ref().unwrap().value.as_ref()
+    else {
+        panic!("{} is not a tensor", info.name);
+    };
+    assert_eq!(t.elem_type, DATA_TYPE_FLOAT);
+    t.shape
+        .as_ref()
+        .unwrap()
+        .dim
+        .iter()
+        .map(|d| d.value.clone().unwrap())
+        .collect()
+}
+
+/// Checks the graph's one input `[N, 3, side, side]` and one output `[N, outputs]`, and that
+/// its nodes are topologically sorted with every value produced exactly once.
+pub fn check_io_and_order(g: &GraphProto, side: usize, outputs: usize) {
+    assert_eq!(g.input.len(), 1);
+    assert_eq!(g.input[0].name, INPUT_NAME);
+    let n = Dim::DimParam(BATCH_DIM.to_owned());
+    let side = Dim::DimValue(side as i64);
+    assert_eq!(
+        dims(&g.input[0]),
+        [n.clone(), Dim::DimValue(3), side.clone(), side]
+    );
+    assert_eq!(g.output.len(), 1);
+    assert_eq!(g.output[0].name, OUTPUT_NAME);
+    assert_eq!(dims(&g.output[0]), [n, Dim::DimValue(outputs as i64)]);
+
+    let mut defined: BTreeSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(defined.len(), g.initializer.len(), "duplicate initializer");
+    defined.insert(INPUT_NAME);
+    for node in &g.node {
+        for input in &node.input {
+            assert!(
+                defined.contains(input.as_str()),
+                "{} uses {input}",
+                node.name
+            );
+        }
+        for output in &node.output {
+            assert!(defined.insert(output), "{output} defined twice");
+        }
+    }
+    assert!(defined.contains(OUTPUT_NAME));
 }
 
 /// Interleaved RGB bytes to the model's planar `[3][150][150]` float input.

@@ -115,27 +115,46 @@ impl Browser {
             facerec_fixtures::skip(why);
             return None;
         };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&driver)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", driver.display()));
-        let driver = Driver { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        // A free port can be taken by another test's process between our probe and
+        // chromedriver's bind; chromedriver then exits at once. Start again on another port.
+        let mut attempts = 0;
+        let driver = loop {
+            attempts += 1;
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new(&driver)
+                .arg(format!("--port={port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", driver.display()));
+            let mut started = Driver { child, port };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let exited = loop {
+                if started.child.try_wait().unwrap().is_some() {
+                    break true;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break false;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "chromedriver did not listen on {port}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            if !exited {
+                break started;
+            }
             assert!(
-                Instant::now() < deadline,
-                "chromedriver did not listen on {port}"
+                attempts < 5,
+                "chromedriver exited at start {attempts} times"
             );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        };
 
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

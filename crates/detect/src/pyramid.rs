@@ -145,9 +145,34 @@ pub(crate) fn resample_into(
     round: bool,
     out: &mut [f32],
 ) {
+    if round {
+        resample_planar(img, window, dw, dh, out, |v| normalise(round_u8(v)));
+    } else {
+        resample_planar(img, window, dw, dh, out, normalise);
+    }
+}
+
+/// Rounds a resampled value as OpenCV does when it writes a `u8` image.
+#[inline]
+fn round_u8(v: f32) -> f32 {
+    // Round half up via a truncating cast (a plain SSE2 instruction, unlike `round`, which is
+    // a libm call on baseline x86-64); `v` is a convex combination of 0..=255 values, and the
+    // cast saturates anyway.
+    f32::from((v + 0.5) as u8)
+}
+
+/// [`resample_into`] with `finish` applied to each resampled value.
+fn resample_planar(
+    img: &RgbImage,
+    window: Window,
+    dw: usize,
+    dh: usize,
+    out: &mut [f32],
+    finish: impl Fn(f32) -> f32,
+) {
     debug_assert_eq!(out.len(), dw * dh * 3);
     if window.w == 0 || window.h == 0 || dw == 0 || dh == 0 {
-        out.fill(normalise(0.0));
+        out.fill(finish(0.0));
         return;
     }
     let (iw, ih) = (img.width() as i64, img.height() as i64);
@@ -198,15 +223,7 @@ pub(crate) fn resample_into(
             }
             let o = dx * dh + dy;
             for c in 0..3 {
-                // Round half up via a truncating cast (a plain SSE2 instruction, unlike
-                // `round`, which is a libm call on baseline x86-64); `v` is a convex
-                // combination of 0..=255 values, and the cast saturates anyway.
-                let v = if round {
-                    f32::from((px[c] + 0.5) as u8)
-                } else {
-                    px[c]
-                };
-                out[c * dw * dh + o] = normalise(v);
+                out[c * dw * dh + o] = finish(px[c]);
             }
         }
     }

@@ -6,6 +6,7 @@ mod enroll;
 mod eval;
 mod ident;
 mod lfw;
+mod timings;
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +64,13 @@ enum Command {
         /// Also write the photo with boxes and landmarks drawn to this PNG/JPEG file.
         #[arg(long, value_name = "OUT")]
         draw: Option<PathBuf>,
+        /// Also print where the time goes: resize, P-Net and NMS per pyramid level, R-Net,
+        /// O-Net and embedding, each the mean of --runs warm runs.
+        #[arg(long)]
+        timings: bool,
+        /// How many runs --timings averages (after one warm-up run).
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        runs: usize,
     },
     /// Distance between the largest faces of two photos, and the verdict at the model's
     /// recommended threshold.
@@ -112,7 +120,19 @@ fn run(cli: Cli) -> Result<()> {
             .with_context(|| format!("loading models from {}", models.display()))
     };
     match cli.command {
-        Command::Detect { image, json, draw } => detect(&load()?, &image, json, draw.as_deref()),
+        Command::Detect {
+            image,
+            json,
+            draw,
+            timings,
+            runs,
+        } => detect(
+            &load()?,
+            &image,
+            json,
+            draw.as_deref(),
+            timings.then_some(runs),
+        ),
         Command::Compare {
             image_a,
             image_b,
@@ -149,11 +169,22 @@ fn face_json(f: &Face) -> serde_json::Value {
     })
 }
 
-fn detect(engine: &FaceEngine, path: &Path, json: bool, draw: Option<&Path>) -> Result<()> {
+/// `facerec detect`; `timings` is the number of runs `--timings` averages, if given.
+fn detect(
+    engine: &FaceEngine,
+    path: &Path,
+    json: bool,
+    draw: Option<&Path>,
+    timings: Option<usize>,
+) -> Result<()> {
     let image = load(path)?;
     let started = std::time::Instant::now();
     let faces = engine.analyze(&image)?;
     let elapsed = started.elapsed();
+    let report = match timings {
+        Some(runs) => Some(timings::measure(engine, &image.to_rgb8(), runs)?),
+        None => None,
+    };
     if json {
         let out = json!({
             "image": path,
@@ -162,6 +193,7 @@ fn detect(engine: &FaceEngine, path: &Path, json: bool, draw: Option<&Path>) -> 
             "face_num": faces.len(),
             "faces": faces.iter().map(face_json).collect::<Vec<_>>(),
             "millis": elapsed.as_secs_f64() * 1e3,
+            "timings": report.as_ref().map(timings::Report::json),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -188,6 +220,9 @@ fn detect(engine: &FaceEngine, path: &Path, json: bool, draw: Option<&Path>) -> 
                 f.score,
                 marks.join(" ")
             );
+        }
+        if let Some(report) = &report {
+            report.print();
         }
     }
     if let Some(out) = draw {

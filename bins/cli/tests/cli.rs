@@ -67,6 +67,59 @@ fn detect_reports_the_face_and_draws_it() {
 }
 
 #[test]
+fn detect_timings_split_the_time_by_stage_and_level() {
+    let v = facerec_json(&[
+        "detect",
+        &photo("group-sample1.jpg"),
+        "--json",
+        "--timings",
+        "--runs",
+        "2",
+    ]);
+    let t = &v["timings"];
+    assert_eq!(t["runs"], 2, "{t}");
+    assert_eq!(t["faces"], v["face_num"], "{t}");
+    let ms = |key: &str| t[key].as_f64().unwrap();
+    for key in ["detect_ms", "pnet_ms", "rnet_ms", "onet_ms", "embed_ms"] {
+        assert!(ms(key) > 0.0, "{key}: {t}");
+    }
+    assert!(ms("pnet_ms") + ms("rnet_ms") + ms("onet_ms") <= ms("detect_ms") * 1.01 + 0.01);
+    // The 1920x1280 photo's pyramid at 30 px: 768x512 first, each level 0.709 of the last.
+    let levels = t["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 11, "{t}");
+    assert_eq!(
+        (levels[0]["width"].as_u64(), levels[0]["height"].as_u64()),
+        (Some(768), Some(512))
+    );
+    for l in levels {
+        assert!(l["pnet_ms"].as_f64().unwrap() > 0.0, "{l}");
+        assert!(
+            l["kept"].as_u64().unwrap() <= l["cells"].as_u64().unwrap(),
+            "{l}"
+        );
+    }
+    let boxes = t["pnet_boxes"].as_u64().unwrap();
+    assert!(
+        boxes >= t["rnet_boxes"].as_u64().unwrap() && boxes > 0,
+        "{t}"
+    );
+
+    let out = facerec(&["detect", &photo("obama.jpg"), "--timings", "--runs", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in [
+        "timings: mean of 1 runs",
+        "P-Net",
+        "R-Net",
+        "O-Net",
+        "level  size",
+        "embed 2 face(s)",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+}
+
+#[test]
 fn compare_gives_the_verdict_at_the_model_threshold() {
     let same = facerec_json(&[
         "compare",

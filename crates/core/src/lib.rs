@@ -23,7 +23,7 @@ mod engine;
 
 pub use decode::{DecodeLimits, ImageFormat, decode_image, sniff_format};
 pub use engine::{EngineConfig, Face, FaceEngine, central_face, largest_face};
-pub use facerec_detect::{BoundingBox, Detection, Detector, DetectorConfig};
+pub use facerec_detect::{BoundingBox, Detection, Detector, DetectorConfig, LevelTimings, Timings};
 pub use facerec_embed::{
     Embedder, EmbedderConfig, Embedding, Layout, MODEL_NAMES, Metric, ModelDescriptor,
     ModelEmbedder, ModelName, ModelSpec, Normalisation, Warp,

@@ -32,7 +32,7 @@ mod nets;
 mod pyramid;
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use image::RgbImage;
 use rayon::prelude::*;
@@ -220,6 +220,137 @@ pub struct Detection {
     pub landmarks: [[f32; 2]; 5],
 }
 
+/// Where one detection's time went, stage by stage: what [`Detector::detect_timed`]
+/// returns beside the faces. Durations are wall-clock; pyramid levels may run in parallel, so
+/// their own times can add up to more than [`pnet`](Self::pnet).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Timings {
+    /// Each pyramid level, finest (largest) first.
+    pub levels: Vec<LevelTimings>,
+    /// Stage 1 in all: every level, then the NMS across levels.
+    pub pnet: Duration,
+    /// The NMS across levels (part of [`pnet`](Self::pnet)).
+    pub pnet_nms: Duration,
+    /// Stage 2: the 24×24 crops, R-Net on them, and its NMS.
+    pub rnet: Duration,
+    /// Stage 3: the 48×48 crops, O-Net on them, and its NMS.
+    pub onet: Duration,
+    /// The whole detection.
+    pub total: Duration,
+    /// Candidate boxes P-Net passed to R-Net.
+    pub pnet_boxes: usize,
+    /// Candidate boxes R-Net passed to O-Net.
+    pub rnet_boxes: usize,
+    /// Faces found.
+    pub faces: usize,
+}
+
+impl Timings {
+    /// The field-by-field mean of timings of one image (so of the same levels; levels are
+    /// matched by position), or `None` for none.
+    pub fn mean(all: &[Timings]) -> Option<Timings> {
+        let (first, rest) = all.split_first()?;
+        let mut m = first.clone();
+        for t in rest {
+            m.pnet += t.pnet;
+            m.pnet_nms += t.pnet_nms;
+            m.rnet += t.rnet;
+            m.onet += t.onet;
+            m.total += t.total;
+            for (a, b) in m.levels.iter_mut().zip(&t.levels) {
+                a.resize += b.resize;
+                a.pnet += b.pnet;
+                a.nms += b.nms;
+            }
+        }
+        // At most 2^32 timings are averaged; more would be no use.
+        let n = u32::try_from(all.len()).unwrap_or(u32::MAX);
+        for d in [
+            &mut m.pnet,
+            &mut m.pnet_nms,
+            &mut m.rnet,
+            &mut m.onet,
+            &mut m.total,
+        ] {
+            *d /= n;
+        }
+        for l in &mut m.levels {
+            l.resize /= n;
+            l.pnet /= n;
+            l.nms /= n;
+        }
+        Some(m)
+    }
+}
+
+/// A table in milliseconds: the stages on one line, then one line per pyramid level and their
+/// sums.
+impl std::fmt::Display for Timings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        writeln!(
+            f,
+            "detect {:.2} ms: P-Net {:.2} ms over {} levels (NMS across levels {:.3} ms), \
+             R-Net {:.2} ms on {} boxes, O-Net {:.2} ms on {} boxes, {} face(s)",
+            ms(self.total),
+            ms(self.pnet),
+            self.levels.len(),
+            ms(self.pnet_nms),
+            ms(self.rnet),
+            self.pnet_boxes,
+            ms(self.onet),
+            self.rnet_boxes,
+            self.faces
+        )?;
+        writeln!(
+            f,
+            "level  size        resize ms  P-Net ms  NMS ms  cells  kept"
+        )?;
+        for (i, l) in self.levels.iter().enumerate() {
+            writeln!(
+                f,
+                "{i:>5}  {:>4}x{:<4}  {:>9.3}  {:>8.3}  {:>6.3}  {:>5}  {:>4}",
+                l.width,
+                l.height,
+                ms(l.resize),
+                ms(l.pnet),
+                ms(l.nms),
+                l.cells,
+                l.kept
+            )?;
+        }
+        let sum = |part: fn(&LevelTimings) -> Duration| {
+            ms(self.levels.iter().map(part).sum::<Duration>())
+        };
+        write!(
+            f,
+            "levels' sum: resize {:.2} ms, P-Net {:.2} ms, NMS {:.3} ms",
+            sum(|l| l.resize),
+            sum(|l| l.pnet),
+            sum(|l| l.nms)
+        )
+    }
+}
+
+/// One pyramid level's share of [`Timings`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LevelTimings {
+    /// The level's width in pixels.
+    pub width: usize,
+    /// The level's height in pixels.
+    pub height: usize,
+    /// Resampling the photo to the level.
+    pub resize: Duration,
+    /// P-Net on the level.
+    pub pnet: Duration,
+    /// Thresholding P-Net's map and the NMS within the level.
+    pub nms: Duration,
+    /// Cells at or above P-Net's threshold.
+    pub cells: usize,
+    /// Boxes the level keeps after its NMS.
+    pub kept: usize,
+}
+
 /// Crops per R-Net / O-Net run. tract runs these small networks fastest one crop at a
 /// time (measured: R-Net 0.15 ms per crop alone vs 0.36 ms per crop in batches of 16),
 /// so crops are spread over the rayon threads individually.
@@ -337,7 +468,7 @@ impl Detector {
     /// [`Error::ImageTooLarge`]. The result is deterministic for a given image and
     /// configuration.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
-        self.detect_pyramid(image, self.min_face)
+        self.cascade(image, self.min_face, &mut Timings::default())
     }
 
     /// [`detect`](Self::detect) looking only for faces of at least `min_face_size` pixels
@@ -345,16 +476,39 @@ impl Detector {
     /// faster when only large faces matter. `min_face_size` must be a finite number `>= 6`
     /// ([`Error::InvalidConfig`] otherwise).
     pub fn detect_min_face(&self, image: &RgbImage, min_face_size: f32) -> Result<Vec<Detection>> {
-        DetectorConfig {
-            min_face_size,
-            ..self.config.clone()
-        }
-        .validate()?;
-        self.detect_pyramid(image, decimal_f64(min_face_size))
+        Ok(self.detect_timed(image, Some(min_face_size))?.0)
     }
 
-    /// The cascade with a pyramid that starts at `12 / min_face`.
-    fn detect_pyramid(&self, image: &RgbImage, min_face: f64) -> Result<Vec<Detection>> {
+    /// [`detect_min_face`](Self::detect_min_face) that also reports where the time went,
+    /// stage by stage (see [`Timings`]). `min_face_size` `None` is the configured size.
+    pub fn detect_timed(
+        &self,
+        image: &RgbImage,
+        min_face_size: Option<f32>,
+    ) -> Result<(Vec<Detection>, Timings)> {
+        let min_face = match min_face_size {
+            Some(min_face_size) => {
+                DetectorConfig {
+                    min_face_size,
+                    ..self.config.clone()
+                }
+                .validate()?;
+                decimal_f64(min_face_size)
+            }
+            None => self.min_face,
+        };
+        let mut timings = Timings::default();
+        let faces = self.cascade(image, min_face, &mut timings)?;
+        Ok((faces, timings))
+    }
+
+    /// The three stages with a pyramid that starts at `12 / min_face`, timed into `timings`.
+    fn cascade(
+        &self,
+        image: &RgbImage,
+        min_face: f64,
+        timings: &mut Timings,
+    ) -> Result<Vec<Detection>> {
         let (width, height) = image.dimensions();
         if width > self.config.max_side || height > self.config.max_side {
             return Err(Error::ImageTooLarge {
@@ -368,100 +522,186 @@ impl Detector {
         }
         let _span = tracing::debug_span!("detect", width, height).entered();
         let start = Instant::now();
-        let boxes = self.stage_pnet(image, min_face)?;
+        let boxes = self.stage_pnet(image, min_face, timings)?;
         let t1 = Instant::now();
+        timings.pnet_boxes = boxes.len();
         let boxes = if boxes.is_empty() {
             boxes
         } else {
             self.stage_rnet(image, &boxes)?
         };
         let t2 = Instant::now();
+        timings.rnet_boxes = boxes.len();
         let faces = if boxes.is_empty() {
             Vec::new()
         } else {
             self.stage_onet(image, &boxes)?
         };
         let t3 = Instant::now();
-        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+        timings.faces = faces.len();
+        (timings.pnet, timings.rnet, timings.onet) = (t1 - start, t2 - t1, t3 - t2);
+        timings.total = t3 - start;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         tracing::debug!(
             faces = faces.len(),
-            pnet_ms = ms(start, t1),
-            rnet_ms = ms(t1, t2),
-            onet_ms = ms(t2, t3),
-            total_ms = ms(start, t3),
+            pnet_ms = ms(timings.pnet),
+            rnet_ms = ms(timings.rnet),
+            onet_ms = ms(timings.onet),
+            total_ms = ms(timings.total),
             "detected"
         );
         Ok(faces)
     }
 
     /// Stage 1: P-Net over the pyramid. Returns square, integer candidate boxes.
-    fn stage_pnet(&self, image: &RgbImage, min_face: f64) -> Result<Vec<BoundingBox>> {
+    ///
+    /// Each level runs in tiles of at most [`TILE`] pixels (overlapping by the 10 pixels that
+    /// P-Net's cells share): tract runs P-Net about twice as fast per pixel on tiles that keep
+    /// its intermediate tensors in cache as on a whole large level, and the tiles of a large
+    /// level can run on every core. The cells are the same as the whole level's.
+    fn stage_pnet(
+        &self,
+        image: &RgbImage,
+        min_face: f64,
+        timings: &mut Timings,
+    ) -> Result<Vec<BoundingBox>> {
         let (width, height) = image.dimensions();
         let scales = pyramid::scales(width, height, min_face, self.factor);
-        let per_level: Vec<Vec<Candidate>> = scales
-            .par_iter()
-            .with_max_len(1)
-            .map(|&scale| self.pnet_level(image, scale))
-            .collect::<Result<_>>()?;
-        let found: usize = per_level.iter().map(Vec::len).sum();
-        let all: Vec<Candidate> = per_level.into_iter().flatten().collect();
-        let kept = nms_candidates(&all, self.config.nms[1], NmsMethod::Union);
-        tracing::debug!(levels = scales.len(), found, kept = kept.len(), "pnet");
-        Ok(kept
+        let sizes: Vec<(usize, usize)> = scales
             .iter()
-            .map(|c| c.bbox.regress(c.reg, 0.0).to_square().truncated())
-            .collect())
-    }
-
-    /// P-Net on one pyramid level: thresholded cells mapped back to image boxes, after
-    /// NMS within the level.
-    fn pnet_level(&self, image: &RgbImage, scale: f64) -> Result<Vec<Candidate>> {
-        let (width, height) = image.dimensions();
-        let (lw, lh) = pyramid::level_size(width, height, scale);
-        let mut input = vec![0f32; lw * lh * 3];
+            .map(|&s| pyramid::level_size(width, height, s))
+            .collect();
         let whole = Window {
             x0: 0,
             y0: 0,
             w: width as usize,
             h: height as usize,
         };
-        pyramid::resample_into(image, whole, lw, lh, true, &mut input);
-        let shape = [1, 3, lw, lh];
-        let out = self.pnet.run(shape, input)?;
-        let (ow, oh, data) = match out.as_slice() {
-            [heads] => match heads.shape.as_slice() {
-                &[1, ow, oh, 6] => (ow, oh, &heads.data),
-                _ => return Err(bad_output("pnet", shape, &out)),
-            },
-            _ => return Err(bad_output("pnet", shape, &out)),
-        };
+        // Each level straight from the photo, as the reference resizes it: levels shrunk
+        // from the level before moved boxes by up to 13 px (docs/performance.md).
+        let levels: Vec<(Vec<f32>, Duration)> = sizes
+            .par_iter()
+            .with_max_len(1)
+            .map(|&(lw, lh)| {
+                let start = Instant::now();
+                let mut input = vec![0f32; lw * lh * 3];
+                pyramid::resample_into(image, whole, lw, lh, true, &mut input);
+                (input, start.elapsed())
+            })
+            .collect();
+        let tiles: Vec<(usize, Tile, Tile)> = sizes
+            .iter()
+            .enumerate()
+            .flat_map(|(l, &(w, h))| {
+                let columns = tiles(w, TILE[0]);
+                tiles(h, TILE[1])
+                    .into_iter()
+                    .flat_map(move |y| columns.clone().into_iter().map(move |x| (l, x, y)))
+            })
+            .collect();
+        let maps: Vec<(Vec<f32>, Duration)> = tiles
+            .par_iter()
+            .with_max_len(1)
+            .map(|&(l, x, y)| {
+                let (lw, lh) = sizes[l];
+                self.pnet_tile(&levels[l].0, lw, lh, x, y)
+            })
+            .collect::<Result<_>>()?;
         let threshold = self.config.thresholds[0];
-        let mut cands = Vec::new();
-        for xo in 0..ow {
-            for yo in 0..oh {
-                // Six channels per cell: dx1, dy1, dx2, dy2, then the two logits.
-                let cell = &data[(xo * oh + yo) * 6..][..6];
-                let score = face_probability(&cell[4..6]);
-                if score >= threshold {
-                    // Cell (xo, yo) covers pixels 2x .. 2x + 11 of the level; mapped back
-                    // to the image in MTCNN's one-based convention.
-                    let edge =
-                        |v: usize, extra: f64| (((2 * v) as f64 + extra) / scale).trunc() as f32;
-                    let bbox = BoundingBox::new(
-                        edge(xo, 1.0),
-                        edge(yo, 1.0),
-                        edge(xo, 12.0),
-                        edge(yo, 12.0),
-                    );
-                    cands.push(Candidate {
-                        bbox,
-                        score,
-                        reg: [cell[0], cell[1], cell[2], cell[3]],
-                    });
+        let mut all = Vec::new();
+        for (l, (&scale, &(lw, lh))) in scales.iter().zip(&sizes).enumerate() {
+            let start = Instant::now();
+            let (ow, oh) = (cells(lw), cells(lh));
+            // The level's cells, six channels each, gathered from its tiles.
+            let mut map = vec![0f32; ow * oh * 6];
+            let mut pnet = Duration::ZERO;
+            for (&(_, x, y), (tile, took)) in tiles.iter().zip(&maps).filter(|(t, _)| t.0 == l) {
+                pnet += *took;
+                for i in 0..x.cells {
+                    let from = &tile[i * y.cells * 6..][..y.cells * 6];
+                    map[((x.cell + i) * oh + y.cell) * 6..][..y.cells * 6].copy_from_slice(from);
                 }
             }
+            let mut cands = Vec::new();
+            for xo in 0..ow {
+                for yo in 0..oh {
+                    // Six channels per cell: dx1, dy1, dx2, dy2, then the two logits.
+                    let cell = &map[(xo * oh + yo) * 6..][..6];
+                    let score = face_probability(&cell[4..6]);
+                    if score >= threshold {
+                        // Cell (xo, yo) covers pixels 2x .. 2x + 11 of the level; mapped back
+                        // to the image in MTCNN's one-based convention.
+                        let edge = |v: usize, extra: f64| {
+                            (((2 * v) as f64 + extra) / scale).trunc() as f32
+                        };
+                        let bbox = BoundingBox::new(
+                            edge(xo, 1.0),
+                            edge(yo, 1.0),
+                            edge(xo, 12.0),
+                            edge(yo, 12.0),
+                        );
+                        cands.push(Candidate {
+                            bbox,
+                            score,
+                            reg: [cell[0], cell[1], cell[2], cell[3]],
+                        });
+                    }
+                }
+            }
+            let found = cands.len();
+            let kept = nms_candidates(&cands, self.config.nms[0], NmsMethod::Union);
+            timings.levels.push(LevelTimings {
+                width: lw,
+                height: lh,
+                resize: levels[l].1,
+                pnet,
+                nms: start.elapsed(),
+                cells: found,
+                kept: kept.len(),
+            });
+            all.extend(kept);
         }
-        Ok(nms_candidates(&cands, self.config.nms[0], NmsMethod::Union))
+        let start = Instant::now();
+        let kept = nms_candidates(&all, self.config.nms[1], NmsMethod::Union);
+        timings.pnet_nms = start.elapsed();
+        tracing::debug!(
+            levels = scales.len(),
+            tiles = tiles.len(),
+            found = all.len(),
+            kept = kept.len(),
+            "pnet"
+        );
+        Ok(kept
+            .iter()
+            .map(|c| c.bbox.regress(c.reg, 0.0).to_square().truncated())
+            .collect())
+    }
+
+    /// P-Net on one tile (`x` columns by `y` rows) of a `lw` x `lh` level in the networks'
+    /// layout: its cells, six values each (four regressions, two logits), column by column;
+    /// and the time it took.
+    fn pnet_tile(
+        &self,
+        level: &[f32],
+        lw: usize,
+        lh: usize,
+        x: Tile,
+        y: Tile,
+    ) -> Result<(Vec<f32>, Duration)> {
+        let start = Instant::now();
+        let mut input = Vec::with_capacity(3 * x.len * y.len);
+        for c in 0..3 {
+            for column in x.start..x.start + x.len {
+                input.extend_from_slice(&level[(c * lw + column) * lh + y.start..][..y.len]);
+            }
+        }
+        let shape = [1, 3, x.len, y.len];
+        let mut out = self.pnet.run(shape, input)?;
+        match out.as_slice() {
+            [heads] if heads.shape == [1, x.cells, y.cells, 6] => {}
+            _ => return Err(bad_output("pnet", shape, &out)),
+        }
+        Ok((out.remove(0).data, start.elapsed()))
     }
 
     /// Stage 2: R-Net on 24×24 crops. Returns square (not yet truncated) boxes.
@@ -585,6 +825,54 @@ impl Detector {
     }
 }
 
+/// The largest P-Net tile, `[columns, rows]` of a level: about 24,000 pixels, where tract ran
+/// P-Net fastest per pixel on the machine measured (docs/performance.md). Both even, so that
+/// every tile but a level's last pools the same pixel pairs as the whole level.
+const TILE: [usize; 2] = [128, 192];
+
+/// One axis of a P-Net tile: `len` pixels of the level from `start`, giving the level's cells
+/// `cell .. cell + cells`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tile {
+    start: usize,
+    len: usize,
+    cell: usize,
+    cells: usize,
+}
+
+/// The number of P-Net cells along a level side of `n` pixels (at least 12): a 3x3 convolution,
+/// a 2x2 max pool that rounds up, then two more 3x3 convolutions.
+fn cells(n: usize) -> usize {
+    (n - 2).div_ceil(2) - 4
+}
+
+/// Splits a level side of `n` pixels (at least 12) into tiles of at most `max` (even, at least
+/// 12) pixels. A tile's cell `i` is the level's cell `cell + i`, and consecutive tiles overlap
+/// by the 10 pixels their neighbouring cells share. Every tile starts on an even pixel; all but
+/// the last are `max` long, so they pool the same pixel pairs as the whole level, and the last
+/// ends where the level does, so it pools (and pads) its end exactly as the whole level does.
+fn tiles(n: usize, max: usize) -> Vec<Tile> {
+    let per = cells(max);
+    let mut out = Vec::new();
+    let mut cell = 0;
+    while 2 * cell + max < n {
+        out.push(Tile {
+            start: 2 * cell,
+            len: max,
+            cell,
+            cells: per,
+        });
+        cell += per;
+    }
+    out.push(Tile {
+        start: 2 * cell,
+        len: n - 2 * cell,
+        cell,
+        cells: cells(n) - cell,
+    });
+    out
+}
+
 /// The crop windows of `boxes` (integer boxes): pixel columns `x1 − 1 ..= x2 − 1` and
 /// rows `y1 − 1 ..= y2 − 1`, as the reference crops them. Boxes that are empty, not
 /// finite or absurdly large (over 4× the image's longer side) are dropped; returns the
@@ -669,6 +957,32 @@ mod tests {
     fn decimal_conversion_matches_written_value() {
         assert_eq!(decimal_f64(0.709), 0.709f64);
         assert_eq!(decimal_f64(30.0), 30.0f64);
+    }
+
+    #[test]
+    fn tiles_cover_every_cell_once_from_even_starts() {
+        for n in 12..700 {
+            for max in [12, 14, 24, 128, 192] {
+                let t = tiles(n, max);
+                let mut next = 0;
+                for (i, tile) in t.iter().enumerate() {
+                    assert_eq!(tile.cell, next, "n {n} max {max}");
+                    assert_eq!(tile.start, 2 * tile.cell);
+                    assert!(
+                        tile.len <= max && tile.len >= 11,
+                        "n {n} max {max}: {tile:?}"
+                    );
+                    assert_eq!(cells(tile.len), tile.cells, "n {n} max {max}: {tile:?}");
+                    if i + 1 < t.len() {
+                        assert_eq!(tile.len, max);
+                    } else {
+                        assert_eq!(tile.start + tile.len, n);
+                    }
+                    next += tile.cells;
+                }
+                assert_eq!(next, cells(n), "n {n} max {max}");
+            }
+        }
     }
 
     #[test]

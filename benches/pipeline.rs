@@ -1,7 +1,7 @@
 //! Detection, alignment + embedding, and the end-to-end pipeline on real photos: the groups
-//! `detect`, `embed` (every model of `models/`: each network's alignment and inference, and
-//! each model's whole embedding of a face, fusion included) and `analyze`. Criterion prints
-//! the median of each.
+//! `detect`, `embed` (every model of `models/`: each network's alignment, of a 640x480 photo's
+//! face and of a phone photo's, and its inference, and each model's whole embedding of a face,
+//! fusion included) and `analyze`. Criterion prints the median of each.
 //!
 //! The models load on first use, and each group's photos and faces when its first bench
 //! runs, so a run filtered to other groups does not pay for them.
@@ -73,6 +73,25 @@ fn embedding(c: &mut Criterion) {
             (img, face)
         })
     };
+    // A phone-sized photo (obama.jpg at twice its size, 1820x2274) whose face spans about 4
+    // image pixels per chip pixel: alignment then averages, so it costs more than at 640x480.
+    let large: OnceCell<(RgbImage, Detection)> = OnceCell::new();
+    let setup_large = || {
+        large.get_or_init(|| {
+            let photo = image::open(fx::photo("obama.jpg"))
+                .expect("obama.jpg")
+                .to_rgb8();
+            let (w, h) = photo.dimensions();
+            let img = image::imageops::resize(
+                &photo,
+                w * 2,
+                h * 2,
+                image::imageops::FilterType::Triangle,
+            );
+            let face = engine().detect(&img).expect("detect").remove(0);
+            (img, face)
+        })
+    };
     let mut g = c.benchmark_group("embed");
     g.sample_size(50);
     for ModelName { name, .. } in MODEL_NAMES {
@@ -88,6 +107,11 @@ fn embedding(c: &mut Criterion) {
         if !name.contains('+') {
             g.bench_function(format!("align/{name}"), |b| {
                 let (img, face) = setup();
+                let net = &embedder().nets()[0];
+                b.iter(|| net.align(black_box(img), &face.landmarks).expect("align"))
+            });
+            g.bench_function(format!("align, face in 1820x2274/{name}"), |b| {
+                let (img, face) = setup_large();
                 let net = &embedder().nets()[0];
                 b.iter(|| net.align(black_box(img), &face.landmarks).expect("align"))
             });

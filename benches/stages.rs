@@ -16,20 +16,9 @@ use facerec::{FaceEngine, Timings};
 use facerec_fixtures as fx;
 
 fn main() {
-    // `cargo bench` passes `--bench`; a number among the arguments sets the run count, and
-    // any other word is a name filter, as criterion takes it.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let runs = args
-        .iter()
-        .find_map(|a| a.parse::<usize>().ok())
-        .unwrap_or(50);
-    let filtered_out = args
-        .iter()
-        .filter(|a| !a.starts_with('-') && a.parse::<usize>().is_err())
-        .any(|filter| !"stages".contains(filter.as_str()));
-    if filtered_out {
+    let Some(runs) = facerec_benches::table_bench_runs("stages", 50) else {
         return;
-    }
+    };
     let engine = FaceEngine::from_dir(fx::models_dir()).expect("loading the models");
     let group = image::open(fx::photo("group-sample1.jpg"))
         .expect("group photo")

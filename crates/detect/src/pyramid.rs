@@ -193,6 +193,7 @@ fn resample_planar(
     // Window columns outside the image stay zero in `acc` throughout.
     let mut acc = vec![0f32; window.w * 3];
     let mut rows: Vec<(&[u8], f32)> = Vec::new();
+    let mut sums: Vec<u16> = Vec::new();
     for dy in 0..dh {
         // Vertical pass: weighted sum of the source rows into `acc`, four rows per sweep.
         rows.clear();
@@ -208,8 +209,31 @@ fn resample_planar(
         if rows.is_empty() {
             inside.fill(0.0);
         }
-        for (i, group) in rows.chunks(4).enumerate() {
-            accumulate_rows(inside, group, i == 0);
+        // A run of rows with one weight (the rows an area cell covers whole) is summed
+        // exactly in integers first, then weighted once: a large photo's small levels read
+        // hundreds of rows per output row.
+        let run = equal_weight_run(&rows);
+        if run.len() >= 3 {
+            let (first, last) = (&rows[..run.start], &rows[run.end..]);
+            let run = &rows[run];
+            let w = run[0].1;
+            let mut overwrite = true;
+            for group in first.chunks(4).chain(last.chunks(4)) {
+                accumulate_rows(inside, group, overwrite);
+                overwrite = false;
+            }
+            for chunk in run.chunks(U16_ROWS) {
+                sum_rows_u16(&mut sums, chunk, inside.len());
+                for (d, &s) in inside.iter_mut().zip(&sums) {
+                    let v = w * f32::from(s);
+                    *d = if overwrite { v } else { *d + v };
+                }
+                overwrite = false;
+            }
+        } else {
+            for (i, group) in rows.chunks(4).enumerate() {
+                accumulate_rows(inside, group, i == 0);
+            }
         }
         // Horizontal pass.
         for dx in 0..dw {
@@ -225,6 +249,36 @@ fn resample_planar(
             for c in 0..3 {
                 out[c * dw * dh + o] = finish(px[c]);
             }
+        }
+    }
+}
+
+/// The longest run of consecutive rows in `rows` with the same weight.
+fn equal_weight_run(rows: &[(&[u8], f32)]) -> std::ops::Range<usize> {
+    let (mut best, mut start) = (0..0, 0);
+    for i in 1..=rows.len() {
+        if i == rows.len() || rows[i].1 != rows[start].1 {
+            if i - start > best.len() {
+                best = start..i;
+            }
+            start = i;
+        }
+    }
+    best
+}
+
+/// How many rows of `u8` a `u16` sum holds: 257 * 255 = 65535.
+const U16_ROWS: usize = 257;
+
+/// `sums[i] = Σ row[i]` over at most [`U16_ROWS`] `rows` (their first `n` values), exactly.
+fn sum_rows_u16(sums: &mut Vec<u16>, rows: &[(&[u8], f32)], n: usize) {
+    debug_assert!(rows.len() <= U16_ROWS);
+    sums.clear();
+    sums.resize(n, 0);
+    for (row, _) in rows {
+        for (s, &v) in sums.iter_mut().zip(&row[..n]) {
+            // The sum never exceeds 65535 (see `U16_ROWS`); a wrapping add vectorises.
+            *s = s.wrapping_add(u16::from(v));
         }
     }
 }
@@ -400,6 +454,49 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, vec![-127.5 * 0.0078125; 3]);
+    }
+
+    #[test]
+    fn resample_of_hundreds_of_rows_per_cell_is_the_area_mean() {
+        // 1300 rows -> 3: 433 1/3 rows a cell, more than one 16-bit sum holds (257 rows of
+        // 255), with fractional rows at the cells' edges; 7 columns -> 2.
+        let (w, h) = (7u32, 1300u32);
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([255, ((x * 37 + y * 101) % 256) as u8, (y % 3 * 100) as u8])
+        });
+        let (dw, dh) = (2usize, 3usize);
+        let mut out = vec![0.0; dw * dh * 3];
+        let whole = Window {
+            x0: 0,
+            y0: 0,
+            w: w as usize,
+            h: h as usize,
+        };
+        resample_into(&img, whole, dw, dh, false, &mut out);
+        // The exact area mean, in f64: each source pixel weighted by its overlap with the cell.
+        let overlap =
+            |i: u32, lo: f64, hi: f64| (f64::from(i + 1).min(hi) - f64::from(i).max(lo)).max(0.0);
+        let (cw, ch) = (f64::from(w) / dw as f64, f64::from(h) / dh as f64);
+        for dy in 0..dh {
+            for dx in 0..dw {
+                for c in 0..3 {
+                    let mut sum = 0.0;
+                    for y in 0..h {
+                        let wy = overlap(y, dy as f64 * ch, (dy + 1) as f64 * ch);
+                        for x in 0..w {
+                            let wx = overlap(x, dx as f64 * cw, (dx + 1) as f64 * cw);
+                            sum += wx * wy * f64::from(img.get_pixel(x, y)[c]);
+                        }
+                    }
+                    let want = sum / (cw * ch);
+                    let got = f64::from(out[(c * dw + dx) * dh + dy]) / 0.0078125 + 127.5;
+                    assert!(
+                        (got - want).abs() < 1e-3,
+                        "cell ({dx}, {dy}) channel {c}: {got} against {want}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 /// Mean stage times over warm detections of one photo, and the mean time to embed its faces.
 pub(crate) struct Report {
-    /// The warm-up run: the first of an image size also builds its tract plans.
+    /// The warm-up run, which also finds the faces to embed. It builds the tract plans of the
+    /// image's size only when nothing ran on that size before (`facerec detect` analyses the
+    /// photo first, so there it is already warm).
     first: Duration,
     runs: usize,
     mean: Timings,

@@ -556,9 +556,9 @@ impl Detector {
     /// Stage 1: P-Net over the pyramid. Returns square, integer candidate boxes.
     ///
     /// Each level runs in tiles of at most [`TILE`] pixels (overlapping by the 10 pixels that
-    /// P-Net's cells share): tract runs P-Net about twice as fast per pixel on tiles that keep
-    /// its intermediate tensors in cache as on a whole large level, and the tiles of a large
-    /// level can run on every core. The cells are the same as the whole level's.
+    /// P-Net's cells share), and the tiles of every level run on the rayon threads, so a large
+    /// level does not hold one core while the others wait. On one thread tiles cost about what
+    /// whole levels do (docs/performance.md). The cells are the same as the whole level's.
     fn stage_pnet(
         &self,
         image: &RgbImage,
@@ -622,32 +622,7 @@ impl Detector {
                     map[((x.cell + i) * oh + y.cell) * 6..][..y.cells * 6].copy_from_slice(from);
                 }
             }
-            let mut cands = Vec::new();
-            for xo in 0..ow {
-                for yo in 0..oh {
-                    // Six channels per cell: dx1, dy1, dx2, dy2, then the two logits.
-                    let cell = &map[(xo * oh + yo) * 6..][..6];
-                    let score = face_probability(&cell[4..6]);
-                    if score >= threshold {
-                        // Cell (xo, yo) covers pixels 2x .. 2x + 11 of the level; mapped back
-                        // to the image in MTCNN's one-based convention.
-                        let edge = |v: usize, extra: f64| {
-                            (((2 * v) as f64 + extra) / scale).trunc() as f32
-                        };
-                        let bbox = BoundingBox::new(
-                            edge(xo, 1.0),
-                            edge(yo, 1.0),
-                            edge(xo, 12.0),
-                            edge(yo, 12.0),
-                        );
-                        cands.push(Candidate {
-                            bbox,
-                            score,
-                            reg: [cell[0], cell[1], cell[2], cell[3]],
-                        });
-                    }
-                }
-            }
+            let cands = level_candidates(&map, ow, oh, scale, threshold);
             let found = cands.len();
             let kept = nms_candidates(&cands, self.config.nms[0], NmsMethod::Union);
             timings.levels.push(LevelTimings {
@@ -825,9 +800,41 @@ impl Detector {
     }
 }
 
-/// The largest P-Net tile, `[columns, rows]` of a level: about 24,000 pixels, where tract ran
-/// P-Net fastest per pixel on the machine measured (docs/performance.md). Both even, so that
-/// every tile but a level's last pools the same pixel pairs as the whole level.
+/// P-Net's cells of one level (`ow` x `oh`, six values each, column by column) at or above
+/// `threshold`, as candidate boxes mapped back to the image from the level's `scale`.
+fn level_candidates(
+    map: &[f32],
+    ow: usize,
+    oh: usize,
+    scale: f64,
+    threshold: f32,
+) -> Vec<Candidate> {
+    let mut cands = Vec::new();
+    for xo in 0..ow {
+        for yo in 0..oh {
+            // Six channels per cell: dx1, dy1, dx2, dy2, then the two logits.
+            let cell = &map[(xo * oh + yo) * 6..][..6];
+            let score = face_probability(&cell[4..6]);
+            if score >= threshold {
+                // Cell (xo, yo) covers pixels 2x .. 2x + 11 of the level; mapped back to the
+                // image in MTCNN's one-based convention.
+                let edge = |v: usize, extra: f64| (((2 * v) as f64 + extra) / scale).trunc() as f32;
+                let bbox =
+                    BoundingBox::new(edge(xo, 1.0), edge(yo, 1.0), edge(xo, 12.0), edge(yo, 12.0));
+                cands.push(Candidate {
+                    bbox,
+                    score,
+                    reg: [cell[0], cell[1], cell[2], cell[3]],
+                });
+            }
+        }
+    }
+    cands
+}
+
+/// The largest P-Net tile, `[columns, rows]` of a level: about 24,000 pixels, so a 1920x1280
+/// photo's largest level (768x512) splits into 21 tiles to share among the cores. Both even,
+/// so that every tile but a level's last pools the same pixel pairs as the whole level.
 const TILE: [usize; 2] = [128, 192];
 
 /// One axis of a P-Net tile: `len` pixels of the level from `start`, giving the level's cells

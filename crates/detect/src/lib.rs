@@ -29,6 +29,7 @@
 
 mod bbox;
 mod nets;
+mod ops;
 mod pyramid;
 
 use std::path::{Path, PathBuf};

@@ -11,9 +11,6 @@
 //!
 //! Before tract sees them, the ONNX graphs are rewritten for speed without changing
 //! what they compute:
-//! - `PRelu(x, a)` becomes `Relu(x) + a · Min(x, 0)`: tract lowers `PRelu` to
-//!   compare/multiply/select ops that run on slow generic loops, while these run on
-//!   its vectorised kernels (R-Net 2.5×, O-Net 1.7× faster);
 //! - the final two-class `Softmax` is dropped and its logits returned instead
 //!   ([`face_probability`] does the rest, for only the values needed);
 //! - the leading `Transpose` from the models' `[N, W, H, 3]` input to the `[N, 3, W, H]`
@@ -22,6 +19,10 @@
 //!   networks were trained on transposed images.)
 //! - P-Net's two 1×1 output convolutions (box regression and face logits) are merged
 //!   into one with 6 output channels, which saves packing their shared input twice.
+//!
+//! tract then runs `PRelu` and `MaxPool` as the detector's own operators
+//! ([`ops`](crate::ops)): one pass per PReLU with a slope per channel, and a max pool that
+//! folds whole rows before columns.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,13 +31,13 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use tract_onnx::prelude::*;
 
-use tract_onnx::pb::{AttributeProto, GraphProto, NodeProto, TensorProto};
+use tract_onnx::pb::{AttributeProto, GraphProto, NodeProto};
 
 use crate::{Error, Result};
 
 /// How a model's graph differs from the MTCNN graphs the detector rewrites before tract sees
-/// them (it removes the input transpose, expands `PRelu`, returns logits instead of the
-/// softmax and merges P-Net's two output convolutions): the part it looked for and did not
+/// them (it removes the input transpose, returns logits instead of the softmax and merges
+/// P-Net's two output convolutions): the part it looked for and did not
 /// find.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -55,16 +56,6 @@ pub enum GraphMismatch {
     InputConsumers {
         /// The graph's first input.
         input: String,
-    },
-    /// A `PRelu` node without exactly two inputs and one output.
-    #[error("PRelu node {node:?} has inputs {inputs:?} and outputs {outputs:?}")]
-    PRelu {
-        /// The node's name.
-        node: String,
-        /// Its inputs.
-        inputs: Vec<String>,
-        /// Its outputs.
-        outputs: Vec<String>,
     },
     /// An output the detector reads is not in the graph.
     #[error("no tensor named {name:?} in the graph")]
@@ -156,11 +147,11 @@ impl std::fmt::Debug for Net {
 }
 
 impl Net {
-    /// Loads the ONNX model at `path`, applies the graph [`rewrites`](self) (PReLU
-    /// expansion, softmax removal, and `merge_heads` for P-Net), fixes its single input
-    /// to `f32` with the `shape` given (symbols for the varying dimensions), keeps
-    /// `outputs` (by tensor name, in that order; a softmax output is replaced by its
-    /// logits) and declutters it.
+    /// Loads the ONNX model at `path`, applies the graph [`rewrites`](self) (softmax
+    /// removal, and `merge_heads` for P-Net), fixes its single input to `f32` with the
+    /// `shape` given (symbols for the varying dimensions), keeps `outputs` (by tensor name,
+    /// in that order; a softmax output is replaced by its logits), declutters it and puts
+    /// the detector's own PReLU and max pool [operators](crate::ops) in.
     pub(crate) fn load(spec: &NetSpec, path: &Path) -> Result<Self> {
         let name = spec.name;
         let load_err = |source: TractError| Error::ModelLoad {
@@ -178,7 +169,8 @@ impl Net {
             path: path.to_path_buf(),
             source,
         })?;
-        let onnx = tract_onnx::onnx();
+        let mut onnx = tract_onnx::onnx();
+        crate::ops::register(&mut onnx);
         let mut proto = onnx
             .proto_model_for_read(&mut bytes.as_slice())
             .map_err(load_err)?;
@@ -207,10 +199,11 @@ impl Net {
             .set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), dims))
             .map_err(load_err)?;
         model.select_outputs_by_name(&outputs).map_err(load_err)?;
-        let model = model
+        let mut model = model
             .into_typed()
             .and_then(|m| m.into_decluttered())
             .map_err(load_err)?;
+        crate::ops::replace_max_pools(&mut model).map_err(load_err)?;
         Ok(Self {
             name,
             model,
@@ -371,50 +364,6 @@ fn rewrite(
         // fact anyway.
         i.name = transpose.output[0].clone();
     }
-
-    // PRelu(x, a) = Relu(x) + a * Min(x, 0), exactly.
-    let zero = "prelu.zero".to_owned();
-    graph.initializer.push(TensorProto {
-        name: zero.clone(),
-        data_type: 1, // FLOAT
-        float_data: vec![0.0],
-        ..Default::default()
-    });
-    let mut nodes = Vec::with_capacity(graph.node.len() * 2);
-    for n in graph.node.drain(..) {
-        if n.op_type != "PRelu" {
-            nodes.push(n);
-            continue;
-        }
-        let ([x, slope], [y]) = (n.input.as_slice(), n.output.as_slice()) else {
-            return Err(GraphMismatch::PRelu {
-                node: n.name,
-                inputs: n.input,
-                outputs: n.output,
-            });
-        };
-        let t = |suffix: &str| format!("{y}.prelu.{suffix}");
-        nodes.push(node("Relu", t("pos"), vec![x.clone()], t("pos")));
-        nodes.push(node(
-            "Min",
-            t("neg"),
-            vec![x.clone(), zero.clone()],
-            t("neg"),
-        ));
-        nodes.push(node(
-            "Mul",
-            t("scaled"),
-            vec![t("neg"), slope.clone()],
-            t("scaled"),
-        ));
-        nodes.push(node(
-            "Add",
-            t("out"),
-            vec![t("pos"), t("scaled")],
-            y.clone(),
-        ));
-    }
-    graph.node = nodes;
 
     // Softmax outputs -> their logits.
     let producer = |g: &GraphProto, tensor: &str| {

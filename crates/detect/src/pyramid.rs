@@ -170,7 +170,7 @@ fn resample_planar(
     out: &mut [f32],
     finish: impl Fn(f32) -> f32,
 ) {
-    debug_assert_eq!(out.len(), dw * dh * 3);
+    assert_eq!(out.len(), dw * dh * 3);
     if window.w == 0 || window.h == 0 || dw == 0 || dh == 0 {
         out.fill(finish(0.0));
         return;
@@ -272,7 +272,7 @@ const U16_ROWS: usize = 257;
 
 /// `sums[i] = Σ row[i]` over at most [`U16_ROWS`] `rows` (their first `n` values), exactly.
 fn sum_rows_u16(sums: &mut Vec<u16>, rows: &[(&[u8], f32)], n: usize) {
-    debug_assert!(rows.len() <= U16_ROWS);
+    assert!(rows.len() <= U16_ROWS);
     sums.clear();
     sums.resize(n, 0);
     for (row, _) in rows {

@@ -37,8 +37,7 @@ use crate::{Error, Result};
 
 /// How a model's graph differs from the MTCNN graphs the detector rewrites before tract sees
 /// them (it removes the input transpose, returns logits instead of the softmax and merges
-/// P-Net's two output convolutions): the part it looked for and did not
-/// find.
+/// P-Net's two output convolutions): the part it looked for and did not find.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GraphMismatch {
@@ -465,12 +464,12 @@ fn rewrite(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     /// Deterministic pseudo-random values in [-1, 1).
-    fn noise(n: usize, mut seed: u64) -> Vec<f32> {
+    pub(crate) fn noise(n: usize, mut seed: u64) -> Vec<f32> {
         (0..n)
             .map(|_| {
                 seed = seed

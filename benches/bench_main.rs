@@ -2,8 +2,8 @@
 //! `embed` and `analyze` ([`pipeline`]), `search` ([`search`]) and `auth` ([`auth`]).
 //!
 //! ```text
-//! cargo bench -p facerec-benches --bench bench_main              # every group
-//! cargo bench -p facerec-benches --bench bench_main -- embed     # groups and benches whose id matches
+//! cargo bench --workspace --bench bench_main              # every group
+//! cargo bench --workspace --bench bench_main -- embed     # groups and benches whose id matches
 //! ```
 
 mod auth;

@@ -2,11 +2,11 @@
 //! over many runs on a real aligned chip, with the multiply-adds and the matrix kernel of
 //! each convolution.
 //!
-//! `cargo bench -p facerec-benches --bench layers [-- RUNS]`
+//! `cargo bench --workspace --bench layers [-- RUNS]`
 //!
 //! It prints a table instead of criterion's statistics, so it is a target of its own rather
-//! than a group of `bench_main`. Like criterion, it takes a name filter: `cargo bench -p
-//! facerec-benches -- embed` skips it, `-- layers` runs it.
+//! than a group of `bench_main`. Like criterion, it takes a name filter: `cargo bench
+//! --workspace --benches -- embed` skips it, `-- layers` runs it.
 
 // A bench that cannot load its models or photos has nothing to measure: fail loudly.
 #![allow(clippy::expect_used, missing_docs)]

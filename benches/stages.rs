@@ -3,7 +3,7 @@
 //! one thread and on every core. Each figure is the mean of warm runs (one warm-up run first
 //! builds the plans of the photo's sizes).
 //!
-//! `cargo bench -p facerec-benches --bench stages [-- RUNS]`
+//! `cargo bench --workspace --bench stages [-- RUNS]`
 //!
 //! Like `layers`, it prints tables instead of criterion's statistics and takes a name filter:
 //! `-- stages` runs it, `-- embed` skips it. The `detect` group of `bench_main` measures the

@@ -578,8 +578,10 @@ mod tests {
     use crate::nets::tests::noise;
     use tract_onnx::tract_core::ops::cnn::PoolSpec;
 
-    /// The networks' convolutions: (input channels, output channels, kernel, input h, w).
-    pub(crate) const LAYERS: [(&str, usize, usize, usize, usize, usize); 11] = [
+    /// The networks' convolutions: (name, input channels, output channels, kernel, input h,
+    /// w). P-Net's 1x1 heads become a matrix product in the loaded network, but stay here as
+    /// the one 1x1 kernel.
+    const LAYERS: [(&str, usize, usize, usize, usize, usize); 11] = [
         ("P-Net conv1 (a 128x192 tile)", 3, 10, 3, 128, 192),
         ("P-Net conv2", 10, 16, 3, 63, 95),
         ("P-Net conv3", 16, 32, 3, 61, 93),
@@ -625,7 +627,6 @@ mod tests {
         };
         let out = model.wire_node("conv", conv.clone(), &[x, k, b]).unwrap();
         model.select_output_outlets(&out).unwrap();
-        // The replacement takes the same node.
         model.into_optimized().unwrap().into_runnable().unwrap()
     }
 

@@ -53,7 +53,6 @@ fn binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
 /// chromedriver on a free port, killed on drop.
 struct Driver {
     child: Child,
-    port: u16,
 }
 
 impl Drop for Driver {
@@ -115,47 +114,6 @@ impl Browser {
             facerec_fixtures::skip(why);
             return None;
         };
-        // A free port can be taken by another test's process between our probe and
-        // chromedriver's bind; chromedriver then exits at once. Start again on another port.
-        let mut attempts = 0;
-        let driver = loop {
-            attempts += 1;
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let child = Command::new(&driver)
-                .arg(format!("--port={port}"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting {}: {e}", driver.display()));
-            let mut started = Driver { child, port };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let exited = loop {
-                if started.child.try_wait().unwrap().is_some() {
-                    break true;
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    break false;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "chromedriver did not listen on {port}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            };
-            if !exited {
-                break started;
-            }
-            assert!(
-                attempts < 5,
-                "chromedriver exited at start {attempts} times"
-            );
-        };
-
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -175,14 +133,66 @@ impl Browser {
         let Value::Object(capabilities) = capabilities else {
             unreachable!()
         };
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = runtime
-            .block_on(
+        // A free port can be taken by another test's process between our probe and
+        // chromedriver's bind; chromedriver then exits at once, and the probe below may even
+        // have reached the other test's chromedriver, which goes away when that test ends
+        // (seen once in CI: the session request was refused). So start again, on another
+        // port, until our own chromedriver gives a session.
+        let mut attempts = 0;
+        let (driver, client) = loop {
+            attempts += 1;
+            assert!(
+                attempts <= 5,
+                "no Chromium session after {} chromedriver starts",
+                attempts - 1
+            );
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new(&driver)
+                .arg(format!("--port={port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", driver.display()));
+            let mut started = Driver { child };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let exited = loop {
+                if started.child.try_wait().unwrap().is_some() {
+                    break true;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break false;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "chromedriver did not listen on {port}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            if exited {
+                continue;
+            }
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            let session = runtime.block_on(
                 ClientBuilder::new(connector)
-                    .capabilities(capabilities)
-                    .connect(&format!("http://127.0.0.1:{}", driver.port)),
-            )
-            .expect("a Chromium session");
+                    .capabilities(capabilities.clone())
+                    .connect(&format!("http://127.0.0.1:{port}")),
+            );
+            // Ours, not another test's: still running once the session is made.
+            let ours = started.child.try_wait().unwrap().is_none();
+            match session {
+                Ok(client) if ours => break (started, client),
+                Ok(client) => {
+                    let _ = runtime.block_on(client.close());
+                    eprintln!("chromedriver on {port} was another test's; starting again");
+                }
+                Err(e) => eprintln!("no Chromium session from chromedriver on {port}: {e}"),
+            }
+        };
         let shots = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .parent()
             .unwrap()

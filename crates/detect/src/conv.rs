@@ -602,6 +602,24 @@ mod tests {
         ("O-Net conv4", 64, 128, 2, 4, 4),
     ];
 
+    /// tract's unpadded, stride-1 convolution op from `ci` to `co` channels, `k`×`k` kernel.
+    fn tracts_conv(ci: usize, co: usize, k: usize) -> Conv {
+        Conv {
+            pool_spec: PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec![k, k],
+                padding: PaddingSpec::Valid,
+                dilations: None,
+                strides: None,
+                input_channels: ci,
+                output_channels: co,
+            },
+            kernel_fmt: KernelFormat::OIHW,
+            group: 1,
+            q_params: None,
+        }
+    }
+
     /// tract's own convolution of `input` with `kernel` (OIHW) and `bias`, unpadded.
     fn tracts(input: &Tensor, kernel: &Tensor, bias: &Tensor) -> Tensor {
         tracts_plan(input, kernel, bias)
@@ -618,21 +636,8 @@ mod tests {
         let k = model.add_const("k", kernel.clone()).unwrap();
         let b = model.add_const("b", bias.clone()).unwrap();
         let ks = kernel.shape();
-        let conv = Conv {
-            pool_spec: PoolSpec {
-                data_format: DataFormat::NCHW,
-                kernel_shape: tvec![ks[2], ks[3]],
-                padding: PaddingSpec::Valid,
-                dilations: None,
-                strides: None,
-                input_channels: ks[1],
-                output_channels: ks[0],
-            },
-            kernel_fmt: KernelFormat::OIHW,
-            group: 1,
-            q_params: None,
-        };
-        let out = model.wire_node("conv", conv.clone(), &[x, k, b]).unwrap();
+        let conv = tracts_conv(ks[1], ks[0], ks[2]);
+        let out = model.wire_node("conv", conv, &[x, k, b]).unwrap();
         model.select_output_outlets(&out).unwrap();
         model.into_optimized().unwrap().into_runnable().unwrap()
     }
@@ -654,20 +659,7 @@ mod tests {
         let input = Tensor::from_shape(&[2, ci, h, w], &noise(2 * ci * h * w, seed + 2)).unwrap();
         let scope = SymbolScope::default();
         let op = DirectConv::for_conv(
-            &Conv {
-                pool_spec: PoolSpec {
-                    data_format: DataFormat::NCHW,
-                    kernel_shape: tvec![k, k],
-                    padding: PaddingSpec::Valid,
-                    dilations: None,
-                    strides: None,
-                    input_channels: ci,
-                    output_channels: co,
-                },
-                kernel_fmt: KernelFormat::OIHW,
-                group: 1,
-                q_params: None,
-            },
+            &tracts_conv(ci, co, k),
             &[
                 // Height and width unknown, as P-Net's: the op is made whatever the layout.
                 &f32::fact([

@@ -247,13 +247,13 @@ impl EvalOp for PlaneMaxPool {
             out.fill(f32::MIN);
             return Ok(tvec!(output.into_tvalue()));
         }
-        // One output row: the maximum of the window's rows, written into a row padded with
-        // the lowest value on both sides; its maximum over every window start (a sliding
-        // maximum, contiguous); and every stride-th of those.
+        // One output row: the maximum of the window's rows (contiguous), written into a row
+        // padded with the lowest value on both sides, then of each output's columns. Both
+        // start from the lowest value, so NaN inputs are skipped and a window wholly in the
+        // padding gives the lowest value, as in tract.
         let (k, stride, pad) = (columns.kernel, columns.stride, columns.pad_before);
-        let starts = (columns.output - 1) * stride + 1;
-        let mut padded = vec![f32::MIN; (starts + k - 1).max(pad + w)];
-        let mut sliding = vec![f32::MIN; starts];
+        let span = (columns.output - 1) * stride + k;
+        let mut padded = vec![f32::MIN; span.max(pad + w)];
         for (plane, out) in planes
             .chunks_exact(h * w)
             .zip(out.chunks_exact_mut(rows.output * columns.output))
@@ -266,18 +266,31 @@ impl EvalOp for PlaneMaxPool {
                         *m = max(*m, v);
                     }
                 }
-                sliding.copy_from_slice(&padded[..starts]);
-                for tap in 1..k {
-                    for (m, &v) in sliding.iter_mut().zip(&padded[tap..tap + starts]) {
-                        *m = max(*m, v);
+                let padded = &padded[..span];
+                match (k, stride) {
+                    (2, 2) => pool_columns::<2, 2>(padded, out),
+                    (3, 2) => pool_columns::<3, 2>(padded, out),
+                    _ => {
+                        for (o, out) in out.iter_mut().enumerate() {
+                            *out = padded[o * stride..][..k]
+                                .iter()
+                                .fold(f32::MIN, |m, &v| max(m, v));
+                        }
                     }
-                }
-                for (o, &m) in out.iter_mut().zip(sliding.iter().step_by(stride)) {
-                    *o = m;
                 }
             }
         }
         Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+/// `out[o]` = the maximum of `padded[o * S .. o * S + K]` (no NaN in `padded`).
+#[inline]
+fn pool_columns<const K: usize, const S: usize>(padded: &[f32], out: &mut [f32]) {
+    for (o, out) in out.iter_mut().enumerate() {
+        *out = padded[o * S..][..K]
+            .iter()
+            .fold(f32::MIN, |m, &v| max(m, v));
     }
 }
 

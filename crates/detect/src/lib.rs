@@ -798,13 +798,11 @@ impl Detector {
                     .collect()
             })
             .collect::<Result<_>>()?;
-        let mut outputs: Vec<Option<Vec<Output>>> = (0..windows.len()).map(|_| None).collect();
-        for (i, out) in groups.into_iter().flatten() {
-            outputs[i] = Some(out);
-        }
-        let chunks = outputs.into_iter().flatten();
+        // Back in window order.
+        let mut crops: Vec<(usize, Vec<Output>)> = groups.into_iter().flatten().collect();
+        crops.sort_unstable_by_key(|&(i, _)| i);
         let mut merged: Vec<Output> = Vec::new();
-        for chunk in chunks {
+        for (_, chunk) in crops {
             if merged.is_empty() {
                 merged = chunk;
                 continue;

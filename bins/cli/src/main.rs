@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use facerec::{
-    DecodeLimits, EngineConfig, Face, FaceEngine, ModelSpec, decode_image, largest_face,
-};
+use facerec::{DecodeLimits, EngineConfig, Face, FaceEngine, ModelSpec, decode_image};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -238,9 +236,8 @@ fn detect(
 }
 
 fn main_face(engine: &FaceEngine, path: &Path) -> Result<Face> {
-    let faces = engine.analyze(&load(path)?)?;
-    match largest_face(&faces) {
-        Some(i) => Ok(faces[i].clone()),
+    match engine.analyze_largest(&load(path)?, None)? {
+        Some((face, _)) => Ok(face),
         None => bail!("no face found in {}", path.display()),
     }
 }

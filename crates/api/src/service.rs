@@ -627,10 +627,8 @@ impl FaceService {
                 let bytes = image.bytes;
                 let analysed = self
                     .infer(move || {
-                        let (_, mut faces) = shared.analyze(&bytes, None)?;
-                        let count = faces.len();
-                        let largest = facerec::largest_face(&faces);
-                        Ok(largest.map(|i| (faces.swap_remove(i).embedding, count)))
+                        let (_, largest, count) = shared.analyze_largest(&bytes, None)?;
+                        Ok(largest.map(|face| (face.embedding, count)))
                     })
                     .await;
                 let outcome = match analysed {
@@ -914,10 +912,8 @@ impl FaceService {
                 let shared = Arc::clone(&self.shared);
                 let (largest, embedding) = self
                     .infer(move || {
-                        let (image, faces) = shared.analyze(&bytes, min_face)?;
-                        let no_face = || ApiError::NoFace { field: label };
-                        let largest = facerec::largest_face(&faces).ok_or_else(no_face)?;
-                        let face = faces.into_iter().nth(largest).ok_or_else(no_face)?;
+                        let (image, largest, _) = shared.analyze_largest(&bytes, min_face)?;
+                        let face = largest.ok_or(ApiError::NoFace { field: label })?;
                         let embedding = Arc::new(face.embedding.clone());
                         Ok((tokens_for(&image, vec![face])?, embedding))
                     })
@@ -966,22 +962,49 @@ impl Shared {
         bytes: &[u8],
         min_face: Option<u32>,
     ) -> Result<(DynamicImage, Vec<Face>), ApiError> {
-        let limits: &DecodeLimits = &self.config.limits.decode;
-        let image = self
-            .metrics
-            .time(Stage::Decode, || facerec::decode_image(bytes, limits))?;
+        let image = self.decode(bytes)?;
         let faces = self.metrics.time(Stage::DetectEmbed, || match min_face {
             None => self.engine.analyze(&image),
             Some(side) => self.engine.analyze_min_face(&image, side as f32),
         })?;
-        self.metrics.add_faces_detected(faces.len());
+        self.found(&image, faces.len());
+        Ok((image, faces))
+    }
+
+    /// [`analyze`](Self::analyze) embedding only the largest face (what a query or an
+    /// enrolment by photo uses); also returns how many faces the photo holds.
+    fn analyze_largest(
+        &self,
+        bytes: &[u8],
+        min_face: Option<u32>,
+    ) -> Result<(DynamicImage, Option<Face>, usize), ApiError> {
+        let image = self.decode(bytes)?;
+        let largest = self.metrics.time(Stage::DetectEmbed, || {
+            self.engine
+                .analyze_largest(&image, min_face.map(|side| side as f32))
+        })?;
+        let (face, found) = largest.map_or((None, 0), |(face, found)| (Some(face), found));
+        self.found(&image, found);
+        Ok((image, face, found))
+    }
+
+    /// Decodes an upload within the configured limits, timed.
+    fn decode(&self, bytes: &[u8]) -> Result<DynamicImage, ApiError> {
+        let limits: &DecodeLimits = &self.config.limits.decode;
+        Ok(self
+            .metrics
+            .time(Stage::Decode, || facerec::decode_image(bytes, limits))?)
+    }
+
+    /// Counts and logs the faces found in `image`.
+    fn found(&self, image: &DynamicImage, faces: usize) {
+        self.metrics.add_faces_detected(faces);
         tracing::debug!(
             width = image.width(),
             height = image.height(),
-            faces = faces.len(),
+            faces,
             "analysed image"
         );
-        Ok((image, faces))
     }
 }
 

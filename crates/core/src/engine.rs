@@ -1,5 +1,6 @@
 //! The pipeline: image -> faces -> embeddings.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use facerec_detect::{BoundingBox, Detection, Detector, DetectorConfig};
@@ -81,7 +82,7 @@ impl FaceEngine {
 
     /// Finds every face in `image` and embeds each, most confident first.
     pub fn analyze(&self, image: &DynamicImage) -> Result<Vec<Face>> {
-        let rgb = image.to_rgb8();
+        let rgb = rgb_of(image);
         let detections = self.detector.detect(&rgb)?;
         self.embed_all(&rgb, detections)
     }
@@ -89,9 +90,44 @@ impl FaceEngine {
     /// [`analyze`](Self::analyze) for faces of at least `min_face_size` pixels only (at least
     /// 6; see [`Detector::detect_min_face`]): faster when only large faces matter.
     pub fn analyze_min_face(&self, image: &DynamicImage, min_face_size: f32) -> Result<Vec<Face>> {
-        let rgb = image.to_rgb8();
+        let rgb = rgb_of(image);
         let detections = self.detector.detect_min_face(&rgb, min_face_size)?;
         self.embed_all(&rgb, detections)
+    }
+
+    /// Finds every face in `image` (of at least `min_face_size` pixels, if given) and embeds
+    /// only the largest ([`largest_face`]'s choice): what a query by photo needs, one
+    /// embedding however many people the photo shows. Returns that face and how many faces
+    /// were found, or `None` without a face.
+    ///
+    /// ```
+    /// use facerec::{DecodeLimits, FaceEngine, decode_image};
+    ///
+    /// let engine = FaceEngine::from_dir(facerec_fixtures::models_dir())?;
+    /// let bytes = facerec_fixtures::photo_bytes("group-sample1.jpg");
+    /// let group = decode_image(&bytes, &DecodeLimits::default())?;
+    /// let (face, found) = engine.analyze_largest(&group, None)?.expect("faces");
+    /// let every = engine.analyze(&group)?;
+    /// assert_eq!(found, every.len());
+    /// assert_eq!(face, every[facerec::largest_face(&every).expect("faces")]);
+    /// # Ok::<(), facerec::Error>(())
+    /// ```
+    pub fn analyze_largest(
+        &self,
+        image: &DynamicImage,
+        min_face_size: Option<f32>,
+    ) -> Result<Option<(Face, usize)>> {
+        let rgb = rgb_of(image);
+        let mut detections = match min_face_size {
+            None => self.detector.detect(&rgb)?,
+            Some(side) => self.detector.detect_min_face(&rgb, side)?,
+        };
+        let found = detections.len();
+        let Some(largest) = largest_box(detections.iter().map(|d| &d.bbox)) else {
+            return Ok(None);
+        };
+        let face = self.embed_all(&rgb, vec![detections.swap_remove(largest)])?;
+        Ok(face.into_iter().next().map(|face| (face, found)))
     }
 
     /// Decodes `bytes` within `limits` (see [`decode_image`]) and analyses the result.
@@ -128,14 +164,26 @@ impl FaceEngine {
 
 /// The index of the largest face, if any (ties: the first).
 pub fn largest_face(faces: &[Face]) -> Option<usize> {
-    faces
-        .iter()
+    largest_box(faces.iter().map(|f| &f.bbox))
+}
+
+/// The index of the box of largest area, if any (ties: the first).
+fn largest_box<'a>(boxes: impl Iterator<Item = &'a BoundingBox>) -> Option<usize> {
+    boxes
         .enumerate()
-        .fold(None, |best: Option<(usize, f32)>, (i, f)| match best {
-            Some((_, area)) if area >= f.area() => best,
-            _ => Some((i, f.area())),
+        .fold(None, |best: Option<(usize, f32)>, (i, b)| match best {
+            Some((_, area)) if area >= b.area() => best,
+            _ => Some((i, b.area())),
         })
         .map(|(i, _)| i)
+}
+
+/// `image`'s pixels as RGB: borrowed when they already are, converted otherwise.
+fn rgb_of(image: &DynamicImage) -> Cow<'_, RgbImage> {
+    match image.as_rgb8() {
+        Some(rgb) => Cow::Borrowed(rgb),
+        None => Cow::Owned(image.to_rgb8()),
+    }
 }
 
 /// The index of the face a portrait is most likely about: large and near the centre

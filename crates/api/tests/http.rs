@@ -833,6 +833,36 @@ fn compare_images_and_tokens() {
         .ok();
     assert_eq!(itself["distance"].as_f64(), Some(0.0));
 
+    // a photo of three people as the query: its largest face, and none of the others
+    let group = photo("group-sample1.jpg");
+    let faces = srv.detect(&group);
+    assert_eq!(faces.len(), 3, "{faces:?}");
+    let by_photo = srv
+        .post_multipart(
+            "/compare",
+            &[
+                Part::File("image_file_a", &group),
+                Part::Text("face_token_b", &biden),
+            ],
+        )
+        .ok();
+    let query = by_photo["face_token_a"].as_str().unwrap();
+    for face in &faces {
+        let token = face["face_token"].as_str().unwrap();
+        let distance = srv
+            .get(&format!(
+                "/compare?face_token_a={query}&face_token_b={token}"
+            ))
+            .ok()["distance"]
+            .as_f64()
+            .unwrap();
+        if face == largest(&faces) {
+            assert!(distance < 1e-6, "the largest face: {distance}");
+        } else {
+            assert!(distance > 0.3, "another face: {distance}");
+        }
+    }
+
     // errors
     srv.get(&format!("/compare?face_token_a={biden}"))
         .error(400, 1002);

@@ -4,6 +4,9 @@
 //!
 //! `cargo bench --workspace --bench layers [-- RUNS]`
 //!
+//! It profiles the f32 model, then, on CPUs with AVX-512 VNNI, the same model with int8
+//! convolutions (`EmbedderConfig::int8`).
+//!
 //! It prints a table instead of criterion's statistics, so it is a target of its own rather
 //! than a group of `bench_main`. Like criterion, it takes a name filter: `cargo bench
 //! --workspace --benches -- embed` skips it, `-- layers` runs it.
@@ -13,14 +16,27 @@
 
 use std::collections::BTreeMap;
 
-use facerec::FaceEngine;
+use facerec::{EngineConfig, FaceEngine};
 use facerec_fixtures as fx;
 
 fn main() {
     let Some(runs) = facerec_benches::table_bench_runs("layers", 200) else {
         return;
     };
-    let engine = FaceEngine::from_dir(fx::models_dir()).expect("loading the models");
+    profile(runs, false);
+    if facerec_embed::int8_available() {
+        println!();
+        profile(runs, true);
+    } else {
+        println!("\nint8: skipped, this CPU has no AVX-512 VNNI");
+    }
+}
+
+/// Profiles one embedding, in f32 or with int8 convolutions.
+fn profile(runs: usize, int8: bool) {
+    let mut config = EngineConfig::default();
+    config.embedder.int8 = int8;
+    let engine = FaceEngine::with_config(fx::models_dir(), config).expect("loading the models");
     let photo = fx::obama_640x480();
     let face = engine.detect(&photo).expect("detect").remove(0);
     let embedder = &engine.embedder().nets()[0];
@@ -31,9 +47,10 @@ fn main() {
     let total: f64 = steps.iter().map(|s| s.seconds).sum();
     let d = embedder.descriptor();
     println!(
-        "{} ({}), {}x{} chip, mean of {runs} runs on one thread: {:.3} ms in {} steps",
+        "{} ({}){}, {}x{} chip, mean of {runs} runs on one thread: {:.3} ms in {} steps",
         d.id,
         d.file,
+        if int8 { ", int8 convolutions" } else { "" },
         d.input_size,
         d.input_size,
         total * 1e3,

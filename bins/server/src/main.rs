@@ -67,6 +67,13 @@ struct Args {
     )]
     model: ModelSpec,
 
+    /// Run the embedding model's convolutions in 8-bit integers: about 1.8x faster per face,
+    /// LFW accuracy within 0.3 points, on CPUs with AVX-512 VNNI only (the server refuses to
+    /// start without it). An embedding moves by about 1 % of its length (0.014-0.020 for dlib,
+    /// whose threshold is 0.6), so the model id stays and a data dir can switch either way.
+    #[arg(long, env = "FACEREC_INT8")]
+    int8: bool,
+
     #[arg(
         long,
         env = "FACEREC_MAX_TOKENS",
@@ -328,6 +335,7 @@ fn main() -> anyhow::Result<()> {
         &args.models_dir,
         args.model.clone(),
         args.api_config().limits.decode.max_side,
+        args.int8,
     )?;
     let service = open_service(&args, engine)?;
     if !service.config().auth.anonymous
@@ -438,7 +446,12 @@ fn init_logging(format: LogFormat, to_stderr: bool) {
 
 /// The detector and `model` from `dir`, with a detector that takes images up to `max_side`
 /// pixels a side.
-fn load_models(dir: &Path, model: ModelSpec, max_side: u32) -> anyhow::Result<Arc<FaceEngine>> {
+fn load_models(
+    dir: &Path,
+    model: ModelSpec,
+    max_side: u32,
+    int8: bool,
+) -> anyhow::Result<Arc<FaceEngine>> {
     if !dir.is_dir() {
         bail!(
             "models dir {} does not exist: run from the repository root or pass --models-dir \
@@ -452,6 +465,7 @@ fn load_models(dir: &Path, model: ModelSpec, max_side: u32) -> anyhow::Result<Ar
         ..EngineConfig::default()
     };
     config.detector.max_side = config.detector.max_side.max(max_side);
+    config.embedder.int8 = int8;
     let engine = FaceEngine::with_config(dir, config)
         .with_context(|| format!("cannot load the models from {}", dir.display()))?;
     let model = engine.model();
@@ -460,6 +474,7 @@ fn load_models(dir: &Path, model: ModelSpec, max_side: u32) -> anyhow::Result<Ar
         model = %model.id,
         dims = model.dims(),
         threshold = %model.threshold,
+        int8,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "models loaded"
     );
@@ -711,9 +726,14 @@ mod tests {
 
     #[test]
     fn a_missing_models_dir_is_named_with_the_fix() {
-        let err = load_models(Path::new("/nonexistent/models"), ModelSpec::default(), 4096)
-            .unwrap_err()
-            .to_string();
+        let err = load_models(
+            Path::new("/nonexistent/models"),
+            ModelSpec::default(),
+            4096,
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("/nonexistent/models"), "{err}");
         assert!(err.contains("--models-dir"), "{err}");
     }

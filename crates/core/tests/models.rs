@@ -1,6 +1,7 @@
 //! Every embedding model of `models/` through the whole pipeline, on real photos: MobileFaceNet
 //! alone and fused with dlib's ResNet tell the same people apart as dlib alone does, and a
-//! fused embedding is its parts', each divided by its own threshold.
+//! fused embedding is its parts', each divided by its own threshold; int8 convolutions keep
+//! every model's embeddings within a few hundredths of its f32 ones.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use facerec::{
@@ -9,11 +10,16 @@ use facerec::{
 use facerec_fixtures as fx;
 
 fn engine(name: &str) -> FaceEngine {
-    let config = EngineConfig {
+    engine_with(name, false).unwrap()
+}
+
+fn engine_with(name: &str, int8: bool) -> facerec::Result<FaceEngine> {
+    let mut config = EngineConfig {
         model: ModelSpec::named(name).unwrap(),
         ..EngineConfig::default()
     };
-    FaceEngine::with_config(fx::models_dir(), config).unwrap()
+    config.embedder.int8 = int8;
+    FaceEngine::with_config(fx::models_dir(), config)
 }
 
 fn main_face(engine: &FaceEngine, photo: &str) -> Face {
@@ -96,4 +102,37 @@ fn a_fused_embedding_is_its_parts_each_divided_by_its_threshold() {
     let combined = parts.iter().map(|d| d * d).sum::<f32>().sqrt();
     let d = other.embedding.distance(&face.embedding);
     assert!((d - combined).abs() < 1e-4, "{d} vs {combined}");
+}
+
+#[test]
+fn int8_embeddings_stay_close_to_f32_and_tell_the_same_people_apart() {
+    if !facerec::int8_available() {
+        let Err(err) = engine_with("dlib", true) else {
+            panic!("int8 without VNNI must fail");
+        };
+        println!("SKIPPED int8 embeddings: this CPU has no AVX-512 VNNI ({err:#})");
+        assert!(format!("{err:#}").contains("AVX-512 VNNI"), "{err:#}");
+        return;
+    }
+    for ModelName { name, .. } in MODEL_NAMES {
+        let f32_engine = engine(name);
+        let int8_engine = engine_with(name, true).unwrap();
+        let threshold = f32_engine.model().threshold;
+        let photos = ["obama.jpg", "obama2.jpg", "biden.jpg", "group-sample1.jpg"];
+        for photo in photos {
+            let a = main_face(&f32_engine, photo);
+            let b = main_face(&int8_engine, photo);
+            assert_eq!(a.bbox, b.bbox, "{name} {photo}: detection does not change");
+            let moved = a.embedding.distance(&b.embedding);
+            println!("{name} {photo}: int8 is {moved:.4} from f32 (threshold {threshold})");
+            assert!(
+                moved > 0.0 && moved < 0.05 * threshold,
+                "{name} {photo}: int8 embedding {moved} from f32's"
+            );
+        }
+        let [a, b, c] =
+            ["obama.jpg", "obama2.jpg", "biden.jpg"].map(|p| main_face(&int8_engine, p));
+        assert!(a.embedding.distance(&b.embedding) < threshold, "{name}");
+        assert!(a.embedding.distance(&c.embedding) > threshold, "{name}");
+    }
 }

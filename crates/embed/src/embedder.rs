@@ -20,6 +20,13 @@ pub struct EmbedderConfig {
     /// Mirror-flip test-time augmentation: embed the chip and its mirror image and average
     /// the two (about +0.2 points on LFW, twice the inference time).
     pub flip: bool,
+    /// Run the model's convolutions in 8-bit integers ([`int8_available`](crate::int8_available)
+    /// says whether this CPU can; loading fails on one that cannot): weights quantized per output
+    /// channel at load, each convolution's input per image at run time, no calibration data. On
+    /// the dlib ResNet 1.8x faster per embedding on AVX-512 VNNI; `lfw-dev` 98.20 % against
+    /// 98.47 % in f32, the same 98.37 % at the 0.6 threshold; embeddings move by about 1 % of
+    /// their length (docs/performance.md).
+    pub int8: bool,
 }
 
 /// One step of the optimised model and its time, from [`Embedder::profile`].
@@ -78,12 +85,12 @@ impl Embedder {
             path: PathBuf::from(path),
             source,
         };
-        let plan = tract_onnx::onnx()
-            .model_for_path(path)
-            .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(model_error)?;
+        let kernel = match config.int8 {
+            false => None,
+            true if crate::q8::available() => Some(crate::q8::Kernel::Vnni),
+            true => return Err(Error::Int8Unsupported),
+        };
+        let plan = load_plan(path, shape, kernel).map_err(model_error)?;
         let embedder = Self {
             descriptor,
             config,
@@ -242,6 +249,24 @@ impl Embedder {
             source,
         }
     }
+}
+
+/// Loads, types and optimises the model at `path` for inputs of `shape`, its convolutions on
+/// `int8` kernels when given.
+fn load_plan(
+    path: &Path,
+    shape: [usize; 4],
+    int8: Option<crate::q8::Kernel>,
+) -> TractResult<Arc<TypedRunnableModel>> {
+    let model = tract_onnx::onnx()
+        .model_for_path(path)?
+        .with_input_fact(0, f32::fact(shape).into())?;
+    let Some(kernel) = int8 else {
+        return model.into_optimized()?.into_runnable();
+    };
+    let mut model = model.into_typed()?.into_decluttered()?;
+    crate::q8::replace_convs(&mut model, kernel)?;
+    model.into_optimized()?.into_runnable()
 }
 
 /// The model's input shape for one chip.

@@ -12,6 +12,9 @@
 //! distance compares the fused embeddings). [`ModelSpec::named`] gives the models of
 //! `models/` by the names `--model` takes; a [`ModelEmbedder`] runs one.
 //!
+//! [`EmbedderConfig::int8`] runs a model's convolutions in 8-bit integers on CPUs with AVX-512
+//! VNNI ([`int8_available`]): the same ONNX file, weights quantized at load, inputs per image.
+//!
 //! ```
 //! use facerec_embed::{Embedder, EmbedderConfig, ModelDescriptor};
 //!
@@ -45,6 +48,7 @@ mod align;
 mod descriptor;
 mod embedder;
 mod model;
+mod q8;
 
 use std::path::PathBuf;
 
@@ -54,6 +58,7 @@ pub use align::{Similarity, chip_to_image, similarity_transform, warp_chip};
 pub use descriptor::{Layout, Metric, ModelDescriptor, Normalisation, Warp};
 pub use embedder::{Embedder, EmbedderConfig, StepTime};
 pub use model::{MODEL_NAMES, ModelEmbedder, ModelName, ModelSpec};
+pub use q8::available as int8_available;
 
 /// A face embedding in its model's metric space: compare two with [`Embedding::distance`].
 #[derive(Debug, Clone, PartialEq)]
@@ -185,6 +190,11 @@ pub enum Error {
         /// Its value.
         point: [f32; 2],
     },
+    /// [`EmbedderConfig::int8`] was asked for on a CPU without AVX-512 VNNI.
+    #[error(
+        "int8 embeddings need a CPU with AVX-512 VNNI (`vpdpbusd`); this one has none: run in f32 (without --int8)"
+    )]
+    Int8Unsupported,
     /// The landmarks cannot define an alignment (coincident or not finite).
     #[error("cannot align a face with landmarks {0:?}")]
     Landmarks([[f32; 2]; 5]),

@@ -55,7 +55,10 @@ fn the_dlib_chip_is_centred_on_the_face_and_the_embedding_is_raw() {
 #[test]
 fn flip_augmentation_averages_with_the_mirror_image() {
     let plain = dlib(EmbedderConfig::default());
-    let flipped = dlib(EmbedderConfig { flip: true });
+    let flipped = dlib(EmbedderConfig {
+        flip: true,
+        ..EmbedderConfig::default()
+    });
     let photo = image::open(fx::photo("obama.jpg")).unwrap().to_rgb8();
     let chip = plain.align(&photo, &OBAMA).unwrap();
     let a = plain.embed_chip(&chip).unwrap();

@@ -90,8 +90,10 @@ pub(crate) fn replace_convs(model: &mut TypedModel, kernel: Kernel) -> TractResu
 const BLOCK: usize = 16;
 /// Bytes a lane sums per instruction: one quad of input channels.
 const QUAD: usize = 4;
-/// Output pixels of one full tile.
+/// Output pixels of one full tile of 16 or 32 channels.
 const PIXELS: usize = 8;
+/// Output pixels of one full tile of 64 channels.
+const WIDE_PIXELS: usize = 6;
 
 /// Kernel size, strides and padding of a convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -488,8 +490,8 @@ mod vnni {
     use std::arch::x86_64::*;
 
     /// The integer sums of every output channel at every output pixel on AVX-512 VNNI, the
-    /// same values as [`portable_sums`](super::portable_sums): tiles of up to 32 channels ×
-    /// 8 pixels stay in registers over every tap and quad of input channels.
+    /// same values as [`portable_sums`](super::portable_sums): tiles of 64 channels × 6 pixels,
+    /// or 32 or 16 channels × 8 pixels, stay in registers over every tap and quad of input channels.
     ///
     /// # Safety
     /// The CPU must have AVX-512 F and VNNI.
@@ -515,21 +517,29 @@ mod vnni {
         );
         let mut block = 0;
         while block < blocks {
-            let pair = block + 1 < blocks;
+            // 64 channels x 6 pixels where the channels allow, else 32 or 16 x 8 pixels.
+            let step = match blocks - block {
+                4.. => 4,
+                2 | 3 => 2,
+                _ => 1,
+            };
+            let pixels = if step == 4 { WIDE_PIXELS } else { PIXELS };
             let mut start = 0;
             while start < bases.len() {
-                let tile = &bases[start..(start + PIXELS).min(bases.len())];
+                let tile = &bases[start..(start + pixels).min(bases.len())];
                 let w = &packed[block * per_block..];
                 macro_rules! run {
                     ($p:literal) => {
-                        if pair {
-                            tile_sums::<$p, 2>(
+                        match step {
+                            4 => tile_sums::<$p, 4>(
                                 w, per_block, q, taps, quads, tile, start, block, finish,
-                            )
-                        } else {
-                            tile_sums::<$p, 1>(
+                            ),
+                            2 => tile_sums::<$p, 2>(
                                 w, per_block, q, taps, quads, tile, start, block, finish,
-                            )
+                            ),
+                            _ => tile_sums::<$p, 1>(
+                                w, per_block, q, taps, quads, tile, start, block, finish,
+                            ),
                         }
                     };
                 }
@@ -543,9 +553,9 @@ mod vnni {
                     2 => run!(2),
                     _ => run!(1),
                 }
-                start += PIXELS;
+                start += pixels;
             }
-            block += if pair { 2 } else { 1 };
+            block += step;
         }
     }
 

@@ -365,7 +365,7 @@ impl Q8Conv {
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Vnni => {
                     // SAFETY: `Kernel::Vnni` is only chosen after `available()` found AVX-512
-                    // F and VNNI on this CPU (by `Kernel::best`, and by the tests, which check).
+                    // F and VNNI on this CPU (by the embedder, and by the tests, which check).
                     #[allow(unsafe_code)]
                     unsafe {
                         vnni::sums(&self.weights.packed, g, &q.data, &taps, &bases, &mut finish)

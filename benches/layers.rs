@@ -4,8 +4,8 @@
 //!
 //! `cargo bench --workspace --bench layers [-- RUNS]`
 //!
-//! It profiles the f32 model, then, on CPUs with AVX-512 VNNI, the same model with int8
-//! convolutions (`EmbedderConfig::int8`).
+//! It profiles the f32 model, then, on CPUs with AVX2 or AVX-512 VNNI, the same model with
+//! int8 convolutions (`EmbedderConfig::int8`).
 //!
 //! It prints a table instead of criterion's statistics, so it is a target of its own rather
 //! than a group of `bench_main`. Like criterion, it takes a name filter: `cargo bench
@@ -28,7 +28,7 @@ fn main() {
         println!();
         profile(runs, true);
     } else {
-        println!("\nint8: skipped, this CPU has no AVX-512 VNNI");
+        println!("\nint8: skipped, this CPU has neither AVX2 nor AVX-512 VNNI");
     }
 }
 

@@ -36,8 +36,9 @@ struct Cli {
     /// Mirror-flip test-time augmentation (averages the embeddings of a chip and its mirror).
     #[arg(long, global = true)]
     flip: bool,
-    /// Run the embedding model's convolutions in 8-bit integers (needs a CPU with AVX-512
-    /// VNNI; about 1.8x faster per face; LFW accuracy within 0.3 points).
+    /// Run the embedding model's convolutions in 8-bit integers (needs an x86-64 CPU with AVX2
+    /// or AVX-512 VNNI; about 1.4x (AVX2) to 1.8x (VNNI) faster per face; LFW accuracy within
+    /// 0.3 points).
     #[arg(long, global = true, env = "FACEREC_INT8")]
     int8: bool,
     /// The embedding model: dlib (128-d), mobilefacenet (192-d) or dlib+mobilefacenet (both,

@@ -12,8 +12,9 @@
 //! distance compares the fused embeddings). [`ModelSpec::named`] gives the models of
 //! `models/` by the names `--model` takes; a [`ModelEmbedder`] runs one.
 //!
-//! [`EmbedderConfig::int8`] runs a model's convolutions in 8-bit integers on CPUs with AVX-512
-//! VNNI ([`int8_available`]): the same ONNX file, weights quantized at load, inputs per image.
+//! [`EmbedderConfig::int8`] runs a model's convolutions in 8-bit integers on x86-64 CPUs with
+//! AVX2 or AVX-512 VNNI ([`int8_available`]): the same ONNX file, weights quantized at load,
+//! inputs per image.
 //!
 //! ```
 //! use facerec_embed::{Embedder, EmbedderConfig, ModelDescriptor};
@@ -190,9 +191,9 @@ pub enum Error {
         /// Its value.
         point: [f32; 2],
     },
-    /// [`EmbedderConfig::int8`] was asked for on a CPU without AVX-512 VNNI.
+    /// [`EmbedderConfig::int8`] was asked for on a CPU with neither AVX2 nor AVX-512 VNNI.
     #[error(
-        "int8 embeddings need a CPU with AVX-512 VNNI (`vpdpbusd`); this one has none: run in f32 (without --int8)"
+        "int8 embeddings need an x86-64 CPU with AVX2 or AVX-512 VNNI; this one has neither: run in f32 (without --int8)"
     )]
     Int8Unsupported,
     /// The landmarks cannot define an alignment (coincident or not finite).

@@ -14,16 +14,21 @@
 //! 98.37 % at the 0.6 threshold; docs/performance.md), and embeddings move by 0.014-0.020 from
 //! their f32 values, about 1 % of their length.
 //!
-//! The integer sums run on AVX-512 VNNI (`vpdpbusd`: 64 byte products a instruction), found at
-//! run time; [`available`] says whether this CPU has it. The portable loop beside it computes
-//! the same integer sums (the tests check they agree exactly) and is far slower: the embedder
-//! refuses int8 on CPUs without VNNI rather than run it.
+//! The integer sums run on AVX-512 VNNI (`vpdpbusd`: 64 byte products an instruction) or, on
+//! CPUs without it, on AVX2 (`vpmaddwd`: 16 products of bytes widened to 16 bits), chosen at run
+//! time; [`available`] says whether this CPU has either. Both give exactly the sums of the
+//! portable loop beside them (the tests check it bit for bit), so the embeddings are the same on
+//! either; the portable loop is far slower, and the embedder refuses int8 on CPUs with neither
+//! rather than run it.
 //!
 //! Data layout: the quantized input is kept as height × width × channels (channels padded to a
 //! multiple of 4, borders filled with the zero point), so the 4 bytes one `vpdpbusd` lane reads
 //! are 4 channels of one pixel, and each kernel tap of a block of pixels is one load per pixel
 //! and channel quad: no im2col buffer. Weights are packed per block of 16 output channels, per
-//! tap, per quad of input channels: 64 bytes, one register.
+//! tap, per quad of input channels: 64 bytes, one register. The AVX2 kernel reads the same map
+//! widened to 16 bits, and a copy of the weights widened and regrouped into two pairs of input
+//! channels for each half of the block (four registers; twice the bytes of the 8-bit weights,
+//! 11 MB for the dlib ResNet).
 
 use std::sync::Arc;
 
@@ -31,37 +36,57 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_hir::internal::*;
 
-/// Whether this CPU runs the int8 kernels fast (x86-64 with AVX-512 F and VNNI).
+/// Whether this CPU runs the int8 kernels fast: x86-64 with AVX-512 VNNI or with AVX2.
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Kernel::best().is_some()
 }
 
 /// Which integer loop a [`Q8Conv`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernel {
-    /// AVX-512 VNNI; only chosen after [`available`] returned true.
+    /// AVX-512 VNNI (`vpdpbusd`); only chosen where [`Kernel::vnni`] is true.
     Vnni,
-    /// Plain Rust: the same sums, slowly; the reference the tests check the fast one against.
+    /// AVX2 (`vpmaddwd` on bytes widened to 16 bits); only chosen where [`Kernel::avx2`] is true.
+    Avx2,
+    /// Plain Rust: the same sums, slowly; the reference the tests check the fast ones against.
     #[cfg_attr(not(test), allow(dead_code))]
     Portable,
 }
 
-#[cfg(test)]
 impl Kernel {
-    /// The fastest kernel this CPU runs.
-    pub(crate) fn best() -> Self {
-        if available() {
-            Self::Vnni
+    /// The fastest kernel this CPU runs, if it runs one fast.
+    pub(crate) fn best() -> Option<Self> {
+        if Self::vnni() {
+            Some(Self::Vnni)
+        } else if Self::avx2() {
+            Some(Self::Avx2)
         } else {
-            Self::Portable
+            None
+        }
+    }
+
+    /// Whether this CPU has AVX-512 F and VNNI.
+    fn vnni() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// Whether this CPU has AVX2.
+    fn avx2() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx2")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
         }
     }
 }
@@ -137,6 +162,10 @@ struct Weights {
     /// Per block of 16 output channels, per tap, per quad of input channels: 16 × 4 weights
     /// (zero past the last channel).
     packed: Vec<[i8; BLOCK * QUAD]>,
+    /// The same weights widened to 16 bits for the AVX2 kernel (empty for the others): per
+    /// block, tap and quad as in `packed`, then per half of the block (8 channels), per pair of
+    /// input channels: 8 × 2 weights, one register.
+    wide: Vec<[i16; BLOCK * QUAD]>,
     /// Per output channel: the scale of its weights.
     scale: Vec<f32>,
     /// Per output channel: the sum of its quantized weights (for the input's zero point).
@@ -152,8 +181,8 @@ impl std::fmt::Debug for Weights {
 }
 
 impl Weights {
-    /// Quantizes an OIHW kernel of `geometry` and packs it.
-    fn new(geometry: Geometry, oihw: &[f32], bias: Vec<f32>) -> Self {
+    /// Quantizes an OIHW kernel of `geometry` and packs it for `kernel`.
+    fn new(geometry: Geometry, oihw: &[f32], bias: Vec<f32>, kernel: Kernel) -> Self {
         let Geometry {
             inputs, outputs, ..
         } = geometry;
@@ -189,13 +218,31 @@ impl Weights {
                 }
             }
         }
+        let wide = match kernel {
+            Kernel::Avx2 => packed.iter().map(widen).collect(),
+            Kernel::Vnni | Kernel::Portable => Vec::new(),
+        };
         Self {
             packed,
+            wide,
             scale,
             sum,
             bias,
         }
     }
+}
+
+/// One block, tap and quad's weights (`[16 channels][4 inputs]`) as the AVX2 kernel reads
+/// them: `[2 halves of 8 channels][2 pairs of inputs][8 channels][2 inputs]`, in 16 bits.
+fn widen(packed: &[i8; BLOCK * QUAD]) -> [i16; BLOCK * QUAD] {
+    const HALF: usize = BLOCK / 2;
+    let mut wide = [0i16; BLOCK * QUAD];
+    for (o, weights) in packed.chunks_exact(QUAD).enumerate() {
+        for (c, &w) in weights.iter().enumerate() {
+            wide[((o / HALF * 2 + c / 2) * HALF + o % HALF) * 2 + c % 2] = i16::from(w);
+        }
+    }
+    wide
 }
 
 /// A 2-D convolution over `[N, C, H, W]` f32 tensors with 8-bit weights and inputs and 32-bit
@@ -270,7 +317,7 @@ impl Q8Conv {
         };
         Ok(Some(Self {
             geometry,
-            weights: Arc::new(Weights::new(geometry, &oihw, bias)),
+            weights: Arc::new(Weights::new(geometry, &oihw, bias, kernel)),
             kernel,
         }))
     }
@@ -364,15 +411,28 @@ impl Q8Conv {
             match self.kernel {
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Vnni => {
-                    // SAFETY: `Kernel::Vnni` is only chosen after `available()` found AVX-512
-                    // F and VNNI on this CPU (by the embedder, and by the tests, which check).
+                    // SAFETY: `Kernel::Vnni` is only chosen where `Kernel::vnni()` found AVX-512
+                    // F and VNNI on this CPU (by `Kernel::best`, and by the tests, which check).
                     #[allow(unsafe_code)]
                     unsafe {
                         vnni::sums(&self.weights.packed, g, &q.data, &taps, &bases, &mut finish)
                     }
                 }
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx2 => {
+                    // The AVX2 kernel multiplies 16-bit values: widen the map once.
+                    let wide: Vec<u16> = q.data.iter().map(|&b| u16::from(b)).collect();
+                    // SAFETY: `Kernel::Avx2` is only chosen where `Kernel::avx2()` found AVX2
+                    // on this CPU (by `Kernel::best`, and by the tests, which check).
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        avx2::sums(&self.weights.wide, g, &wide, &taps, &bases, &mut finish)
+                    }
+                }
                 #[cfg(not(target_arch = "x86_64"))]
-                Kernel::Vnni => bail!("Q8Conv's VNNI kernel needs an x86-64 CPU"),
+                Kernel::Vnni | Kernel::Avx2 => {
+                    bail!("Q8Conv's {:?} kernel needs an x86-64 CPU", self.kernel)
+                }
                 Kernel::Portable => {
                     portable_sums(&self.weights.packed, g, &q.data, &taps, &bases, &mut finish)
                 }
@@ -627,6 +687,148 @@ mod vnni {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// Output pixels of one full tile: 16 channels × 6 pixels are 12 registers of sums.
+    const PIXELS: usize = 6;
+
+    /// The integer sums of every output channel at every output pixel on AVX2, the same values
+    /// as [`portable_sums`](super::portable_sums): `vpmaddwd` multiplies pairs of 16-bit inputs
+    /// by pairs of 16-bit weights and adds each pair (bytes times bytes never overflow it, where
+    /// `vpmaddubsw`'s 16-bit sums would saturate); tiles of 16 channels × 6 pixels stay in
+    /// registers over every tap and quad of input channels.
+    ///
+    /// `q` is the quantized input widened to 16 bits, `taps` and `bases` offsets in its values.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn sums(
+        wide: &[[i16; BLOCK * QUAD]],
+        g: Geometry,
+        q: &[u16],
+        taps: &[usize],
+        bases: &[usize],
+        finish: &mut impl FnMut(usize, usize, &[[i32; BLOCK]]),
+    ) {
+        let quads = g.padded_inputs() / QUAD;
+        let per_block = taps.len() * quads;
+        // Every value a tile reads is below its last pixel's base plus the last tap's offset
+        // plus the padded channels: check that once for the whole map.
+        let last = bases.last().copied().unwrap_or(0) + taps.last().copied().unwrap_or(0);
+        assert!(
+            last + quads * QUAD <= q.len(),
+            "Q8Conv: a tap reads past the input"
+        );
+        for (block, w) in wide.chunks_exact(per_block).enumerate() {
+            for (i, tile) in bases.chunks(PIXELS).enumerate() {
+                let args = (w, q, taps, quads, tile, i * PIXELS, block * BLOCK);
+                match tile.len() {
+                    6 => tile_sums::<6>(args, finish),
+                    5 => tile_sums::<5>(args, finish),
+                    4 => tile_sums::<4>(args, finish),
+                    3 => tile_sums::<3>(args, finish),
+                    2 => tile_sums::<2>(args, finish),
+                    _ => tile_sums::<1>(args, finish),
+                }
+            }
+        }
+    }
+
+    /// What one tile reads: a block's weights, the input, the taps, the quads per pixel, the
+    /// tile's bases, its first pixel and its first channel.
+    type Tile<'a> = (
+        &'a [[i16; BLOCK * QUAD]],
+        &'a [u16],
+        &'a [usize],
+        usize,
+        &'a [usize],
+        usize,
+        usize,
+    );
+
+    /// One tile: `P` pixels × one block of 16 channels (two registers of 8 sums per pixel).
+    #[target_feature(enable = "avx2")]
+    fn tile_sums<const P: usize>(
+        (w, q, taps, quads, tile, first_pixel, first): Tile<'_>,
+        finish: &mut impl FnMut(usize, usize, &[[i32; BLOCK]]),
+    ) {
+        let mut acc = [[_mm256_setzero_si256(); P]; 2];
+        let mut pixels = [q.as_ptr(); P];
+        for (pixel, &base) in pixels.iter_mut().zip(tile) {
+            // SAFETY: `sums` checked that the last pixel's last tap and quad lie in `q`, and
+            // every pixel's base is at most the last's.
+            #[allow(unsafe_code)]
+            let at = unsafe { pixel.add(base) };
+            *pixel = at;
+        }
+        for (&tap, w) in taps.iter().zip(w.chunks_exact(quads)) {
+            for (quad, weights) in w.iter().enumerate() {
+                let offset = tap + quad * QUAD;
+                let [low0, low1, high0, high1] = load(weights);
+                for (p, &pixel) in pixels.iter().enumerate() {
+                    // SAFETY: the quad at `offset` from a pixel is in `q` (see above: every
+                    // tap's offset is at most the last tap's), and so both its pairs.
+                    #[allow(unsafe_code)]
+                    let (x0, x1) = unsafe {
+                        let at = pixel.add(offset);
+                        (
+                            _mm256_set1_epi32(std::ptr::read_unaligned(at as *const i32)),
+                            _mm256_set1_epi32(std::ptr::read_unaligned(at.add(2) as *const i32)),
+                        )
+                    };
+                    let low = _mm256_madd_epi16(x0, low0);
+                    let low = _mm256_add_epi32(low, _mm256_madd_epi16(x1, low1));
+                    acc[0][p] = _mm256_add_epi32(acc[0][p], low);
+                    let high = _mm256_madd_epi16(x0, high0);
+                    let high = _mm256_add_epi32(high, _mm256_madd_epi16(x1, high1));
+                    acc[1][p] = _mm256_add_epi32(acc[1][p], high);
+                }
+            }
+        }
+        let mut sums = [[0i32; BLOCK]; P];
+        for (p, sums) in sums.iter_mut().enumerate() {
+            let (low, high) = sums.split_at_mut(BLOCK / 2);
+            store(low, acc[0][p]);
+            store(high, acc[1][p]);
+        }
+        finish(first_pixel, first, &sums);
+    }
+
+    /// The four registers of a block, tap and quad's weights: the low 8 channels' first and
+    /// second pairs of inputs, then the high 8 channels'.
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn load(v: &[i16; BLOCK * QUAD]) -> [__m256i; 4] {
+        let v = v.as_ptr().cast::<__m256i>();
+        // SAFETY: `v` is 128 readable bytes, four registers; the loads have no alignment
+        // requirement.
+        unsafe {
+            [
+                _mm256_loadu_si256(v),
+                _mm256_loadu_si256(v.add(1)),
+                _mm256_loadu_si256(v.add(2)),
+                _mm256_loadu_si256(v.add(3)),
+            ]
+        }
+    }
+
+    /// Eight sums out of a register.
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn store(v: &mut [i32], x: __m256i) {
+        let v = &mut v[..8];
+        // SAFETY: `v` is 32 writable bytes; the store has no alignment requirement.
+        unsafe { _mm256_storeu_si256(v.as_mut_ptr().cast(), x) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -658,7 +860,7 @@ mod tests {
         let bias = values(geometry.outputs, seed + 1, -1.0, 1.0);
         let op = Q8Conv {
             geometry,
-            weights: Arc::new(Weights::new(geometry, &oihw, bias)),
+            weights: Arc::new(Weights::new(geometry, &oihw, bias, kernel)),
             kernel,
         };
         (op, oihw)
@@ -788,31 +990,36 @@ mod tests {
     }
 
     #[test]
-    fn vnni_and_portable_sums_are_the_same() {
-        if !available() {
-            println!("SKIPPED: this CPU has no AVX-512 VNNI; only the portable kernel ran");
-            return;
-        }
-        for (i, (g, shape, lo)) in cases().into_iter().enumerate() {
-            let (portable, _) = conv(g, i as u64, Kernel::Portable);
-            let vnni = Q8Conv {
-                kernel: Kernel::Vnni,
-                ..portable.clone()
-            };
-            let input = tensor(shape, 200 + i as u64, lo);
-            let a = plain(&portable.convolve(&input).unwrap());
-            let b = plain(&vnni.convolve(&input).unwrap());
-            assert!(
-                a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()),
-                "case {i} {g:?}: the kernels disagree"
-            );
+    fn fast_and_portable_sums_are_the_same() {
+        for (kernel, runs) in [
+            (Kernel::Vnni, Kernel::vnni()),
+            (Kernel::Avx2, Kernel::avx2()),
+        ] {
+            if !runs {
+                println!("SKIPPED: this CPU cannot run the {kernel:?} kernel; not compared");
+                continue;
+            }
+            for (i, (g, shape, lo)) in cases().into_iter().enumerate() {
+                let (fast, _) = conv(g, i as u64, kernel);
+                let portable = Q8Conv {
+                    kernel: Kernel::Portable,
+                    ..fast.clone()
+                };
+                let input = tensor(shape, 200 + i as u64, lo);
+                let a = plain(&portable.convolve(&input).unwrap());
+                let b = plain(&fast.convolve(&input).unwrap());
+                assert!(
+                    a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "case {i} {g:?}: the {kernel:?} and portable kernels disagree"
+                );
+            }
         }
     }
 
     #[test]
     fn each_image_of_a_batch_has_its_own_range() {
         let (g, _, _) = cases()[1];
-        let (op, _) = conv(g, 7, Kernel::best());
+        let (op, _) = conv(g, 7, Kernel::best().unwrap_or(Kernel::Portable));
         let one = tensor([1, 32, 11, 13], 300, 0.0);
         let mut two = tract_ndarray::Array4::<f32>::zeros((2, 32, 11, 13));
         let one_view = one.to_plain_array_view::<f32>().unwrap();

@@ -50,7 +50,10 @@ fn profile(runs: usize, int8: bool) {
         "{} ({}){}, {}x{} chip, mean of {runs} runs on one thread: {:.3} ms in {} steps",
         d.id,
         d.file,
-        if int8 { ", int8 convolutions" } else { "" },
+        match (int8, facerec_embed::int8_kernel()) {
+            (true, Some(kernel)) => format!(", int8 convolutions on {kernel}"),
+            _ => String::new(),
+        },
         d.input_size,
         d.input_size,
         total * 1e3,

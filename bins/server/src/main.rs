@@ -470,6 +470,11 @@ fn load_models(
     let engine = FaceEngine::with_config(dir, config)
         .with_context(|| format!("cannot load the models from {}", dir.display()))?;
     let model = engine.model();
+    // Which int8 kernel runs ("AVX2", "AVX-512 VNNI"), or "off".
+    let int8 = match int8 {
+        true => facerec::int8_kernel().unwrap_or("none"),
+        false => "off",
+    };
     tracing::info!(
         dir = %dir.display(),
         model = %model.id,

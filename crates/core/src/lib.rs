@@ -26,7 +26,7 @@ pub use engine::{EngineConfig, Face, FaceEngine, central_face, largest_face};
 pub use facerec_detect::{BoundingBox, Detection, Detector, DetectorConfig, LevelTimings, Timings};
 pub use facerec_embed::{
     Embedder, EmbedderConfig, Embedding, Layout, MODEL_NAMES, Metric, ModelDescriptor,
-    ModelEmbedder, ModelName, ModelSpec, Normalisation, Warp, int8_available,
+    ModelEmbedder, ModelName, ModelSpec, Normalisation, Warp, int8_available, int8_kernel,
 };
 
 /// Errors of the pipeline: the image was refused, or a model failed.

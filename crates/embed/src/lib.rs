@@ -59,7 +59,7 @@ pub use align::{Similarity, chip_to_image, similarity_transform, warp_chip};
 pub use descriptor::{Layout, Metric, ModelDescriptor, Normalisation, Warp};
 pub use embedder::{Embedder, EmbedderConfig, StepTime};
 pub use model::{MODEL_NAMES, ModelEmbedder, ModelName, ModelSpec};
-pub use q8::available as int8_available;
+pub use q8::{available as int8_available, kernel_name as int8_kernel};
 
 /// A face embedding in its model's metric space: compare two with [`Embedding::distance`].
 #[derive(Debug, Clone, PartialEq)]

@@ -41,6 +41,16 @@ pub fn available() -> bool {
     Kernel::best().is_some()
 }
 
+/// The instructions the int8 kernels run on this CPU, `"AVX-512 VNNI"` or `"AVX2"`; `None`
+/// where int8 is refused.
+pub fn kernel_name() -> Option<&'static str> {
+    Kernel::best().map(|kernel| match kernel {
+        Kernel::Vnni => "AVX-512 VNNI",
+        Kernel::Avx2 => "AVX2",
+        Kernel::Portable => "portable",
+    })
+}
+
 /// Which integer loop a [`Q8Conv`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernel {

@@ -28,7 +28,7 @@
 //! tap, per quad of input channels: 64 bytes, one register. The AVX2 kernel reads the same map
 //! widened to 16 bits, and a copy of the weights widened and regrouped into two pairs of input
 //! channels for each half of the block (four registers; twice the bytes of the 8-bit weights,
-//! 11 MB for the dlib ResNet).
+//! about 10 MB for the dlib ResNet).
 
 use std::sync::Arc;
 

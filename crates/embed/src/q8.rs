@@ -506,6 +506,18 @@ fn portable_sums(
     }
 }
 
+/// Checks, once for a whole input map of `len` values, what the fast kernels rely on: every
+/// value a tile reads is below the last pixel's base plus the last tap's offset plus the padded
+/// channels, so it lies in the map.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn assert_reads_inside(g: Geometry, taps: &[usize], bases: &[usize], len: usize) {
+    let last = bases.last().copied().unwrap_or(0) + taps.last().copied().unwrap_or(0);
+    assert!(
+        last + g.padded_inputs() <= len,
+        "Q8Conv: a tap reads past the input"
+    );
+}
+
 impl Op for Q8Conv {
     fn name(&self) -> StaticName {
         "Q8Conv".into()
@@ -573,16 +585,10 @@ mod vnni {
         bases: &[usize],
         finish: &mut impl FnMut(usize, usize, &[[i32; BLOCK]]),
     ) {
+        assert_reads_inside(g, taps, bases, q.len());
         let quads = g.padded_inputs() / QUAD;
         let per_block = taps.len() * quads;
         let blocks = packed.len() / per_block;
-        // Every byte a tile reads is below its last pixel's base plus the last tap's offset
-        // plus the padded channels: check that once for the whole map.
-        let last = bases.last().copied().unwrap_or(0) + taps.last().copied().unwrap_or(0);
-        assert!(
-            last + quads * QUAD <= q.len(),
-            "Q8Conv: a tap reads past the input"
-        );
         let mut block = 0;
         while block < blocks {
             // 64 channels x 6 pixels where the channels allow, else 32 or 16 x 8 pixels.
@@ -725,15 +731,9 @@ mod avx2 {
         bases: &[usize],
         finish: &mut impl FnMut(usize, usize, &[[i32; BLOCK]]),
     ) {
+        assert_reads_inside(g, taps, bases, q.len());
         let quads = g.padded_inputs() / QUAD;
         let per_block = taps.len() * quads;
-        // Every value a tile reads is below its last pixel's base plus the last tap's offset
-        // plus the padded channels: check that once for the whole map.
-        let last = bases.last().copied().unwrap_or(0) + taps.last().copied().unwrap_or(0);
-        assert!(
-            last + quads * QUAD <= q.len(),
-            "Q8Conv: a tap reads past the input"
-        );
         for (block, w) in wide.chunks_exact(per_block).enumerate() {
             for (i, tile) in bases.chunks(PIXELS).enumerate() {
                 let args = (w, q, taps, quads, tile, i * PIXELS, block * BLOCK);

@@ -1,31 +1,38 @@
-//! The MTCNN networks' convolutions on wide maps, run by the detector's own AVX2 + FMA kernels
-//! in place of tract's, on x86-64 CPUs that have both (elsewhere tract's convolutions stay).
+//! The MTCNN networks' convolutions, run by the detector's own AVX2 + FMA kernels in place of
+//! tract's, on x86-64 CPUs that have both (elsewhere tract's convolutions stay).
 //!
 //! P-Net's three convolutions and the first ones of R-Net and O-Net have few input channels
 //! (3 to 16) and few output channels (10 to 32), where tract's general path (im2col columns
 //! gathered for its matrix-product kernels) spends much of its time arranging data: on one
 //! core it ran them at 11-22 G multiply-adds/s where these kernels reach 17-25
-//! (`layout_timings` in the tests; docs/performance.md). These keep a block of outputs in
-//! AVX registers and read the input in place, with no im2col buffer, in one of two layouts:
+//! (`layout_timings` in the tests; docs/performance.md). The direct layouts keep a block of
+//! outputs in AVX registers and read the input in place, with no im2col buffer:
 //!
 //! - **rows**: 5 or 6 output channels × 16 consecutive pixels of one output row; each kernel
 //!   tap loads two vectors of input and broadcasts one weight per channel.
 //! - **pixels**: 16 output channels × up to 6 output pixels anywhere in the map; each tap
 //!   loads 16 weights and broadcasts one input value per pixel. For P-Net tiles too narrow
-//!   for rows. Where the width is known when the model loads (R-Net's and O-Net's later
-//!   layers, on 3 to 21 pixel rows), tract's convolution is as fast or faster than this, so
-//!   those stay tract's.
+//!   for rows. Where the size is known when the model loads (R-Net's and O-Net's later
+//!   layers), a convolution that would take this layout stays tract's, which is as fast or
+//!   faster there.
 //!
-//! Every output is its bias plus the products of its taps, added one at a time with a fused
-//! multiply-add in the order (input channel, kernel row, kernel column), whatever the layout,
-//! so every layout gives the same bits (the tests check it). tract sums in another order, so
-//! outputs differ from its by float rounding (the tests bound it; boxes on the fixture photos
-//! moved by less than 0.0001 px).
+//! A third layout, **Winograd**'s F(2x2, 3x3) ([`winograd`]), does 2.25 times fewer
+//! multiply-adds on 3x3 kernels; [`Layout::choose`] takes it for the large ones with 8 or
+//! more input channels (P-Net's second and third on its larger levels, O-Net's second and
+//! third).
+//!
+//! In the direct layouts every output is its bias plus the products of its taps, added one at
+//! a time with a fused multiply-add in the order (input channel, kernel row, kernel column),
+//! so they all give the same bits (the tests check it). tract sums in another order and
+//! Winograd transforms before it multiplies, so their outputs differ from these by float
+//! rounding (the tests bound it; boxes on the fixture photos moved by at most 0.00012 px).
 //!
 //! Only the loads and stores of whole `[f32; 8]` arrays and the call into the kernels (after
 //! the CPU was checked) are `unsafe`.
 
 use std::sync::Arc;
+
+mod winograd;
 
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
@@ -109,6 +116,8 @@ struct Packed {
     pixels_bias: Vec<[[f32; LANES]; 2]>,
     rows5: RowWeights<5>,
     rows6: RowWeights<6>,
+    /// Winograd layout: `None` where the shape has no such layout.
+    winograd: Option<winograd::Weights>,
 }
 
 /// Rows layout with `O` channels a block: per block, per tap, `O` weights; and the biases.
@@ -163,6 +172,7 @@ impl Packed {
             pixels_bias: (0..blocks).map(|b| lanes(b, &|c| bias[c])).collect(),
             rows5: RowWeights::pack(shape, oihw, bias),
             rows6: RowWeights::pack(shape, oihw, bias),
+            winograd: winograd::Weights::new(shape, oihw, bias),
         }
     }
 }
@@ -176,27 +186,48 @@ enum Layout {
     Rows6x2,
     /// Pixels: 16 channels × 6 pixels.
     Pixels,
+    /// Winograd's F(2x2, 3x3): 3x3 kernels with output channels a multiple of 4.
+    Winograd,
 }
 
 impl Layout {
     #[cfg(test)]
-    const ALL: [Layout; 3] = [Self::Rows5x2, Self::Rows6x2, Self::Pixels];
+    const ALL: [Layout; 4] = [Self::Rows5x2, Self::Rows6x2, Self::Pixels, Self::Winograd];
 
     /// Pixels of one output row a rows block covers (0 for the pixels layout).
     fn row_pixels(self) -> usize {
         match self {
             Self::Rows5x2 | Self::Rows6x2 => 2 * LANES,
-            Self::Pixels => 0,
+            Self::Pixels | Self::Winograd => 0,
         }
     }
 
-    /// The layout for `shape` with output rows of `width` pixels, chosen from the timings of
-    /// every layout on the networks' layers (`layout_timings` in the tests). Rows blocks
-    /// cover 16 pixels, so on a short row the last one mostly repeats the one before (21
-    /// pixels cost 32); the pixels layout wastes nothing along rows but stores its outputs one
-    /// by one, which counts when there are few taps. So: rows for rows of at least 32 pixels,
-    /// or of 16 to 31 with at most 64 taps; otherwise pixels.
-    fn choose(shape: ConvShape, width: usize) -> Self {
+    /// The layout for `shape` with outputs of `height` × `width` pixels, chosen from the
+    /// timings of every layout on the networks' layers (`layout_timings` in the tests).
+    ///
+    /// Winograd's F(2x2, 3x3) does 2.25 times fewer multiply-adds than the others, plus two
+    /// transforms per input and output channel and some work on tiles that are not there
+    /// (rows of tiles are rounded up to 8 and 16). It is the fastest on 3x3 kernels with at
+    /// least 8 input channels and at least 2 M multiply-adds (direct), unless the map's odd
+    /// height or width makes it compute more than 15 % of outputs that are not there (R-Net's
+    /// 9x9 second convolution: 10x10). Below 2 M (P-Net's levels of 66x49 and smaller, whose
+    /// second convolution has 10 input channels) it was as slow as the direct layouts or
+    /// slower, in the detector and alone.
+    ///
+    /// Otherwise rows blocks cover 16 pixels, so on a short row the last one mostly repeats
+    /// the one before (21 pixels cost 32); the pixels layout wastes nothing along rows but
+    /// stores its outputs one by one, which counts when there are few taps. So: rows for rows
+    /// of at least 32 pixels, or of 16 to 31 with at most 64 taps; otherwise pixels.
+    fn choose(shape: ConvShape, height: usize, width: usize) -> Self {
+        let computed = height.next_multiple_of(2) * width.next_multiple_of(2);
+        let macs = height * width * shape.taps() * shape.outputs;
+        if winograd::fits(shape)
+            && shape.inputs >= 8
+            && macs >= 1 << 21
+            && computed * 100 <= height * width * 115
+        {
+            return Self::Winograd;
+        }
         let rows = width >= 4 * LANES || (width >= 2 * LANES && shape.taps() <= 64);
         match rows {
             true if shape.outputs.is_multiple_of(5) && !shape.outputs.is_multiple_of(6) => {
@@ -247,12 +278,13 @@ impl DirectConv {
             kernel_h,
             kernel_w,
         };
-        // Where the width is known when the model loads (R-Net and O-Net), tract keeps the
+        // Where the size is known when the model loads (R-Net and O-Net), tract keeps the
         // convolutions that would take the pixels layout: on those it is as fast or faster
-        // (`layout_timings` in the tests). P-Net's width varies with the tile.
-        if let Ok(width) = input.shape[3].to_usize() {
+        // (`layout_timings` in the tests). P-Net's size varies with the tile.
+        if let (Ok(height), Ok(width)) = (input.shape[2].to_usize(), input.shape[3].to_usize()) {
+            let height = (height + 1).saturating_sub(kernel_h);
             let width = (width + 1).saturating_sub(kernel_w);
-            if width == 0 || Layout::choose(shape, width) == Layout::Pixels {
+            if height == 0 || width == 0 || Layout::choose(shape, height, width) == Layout::Pixels {
                 return Ok(None);
             }
         }
@@ -292,10 +324,15 @@ impl DirectConv {
         let Some((ho, wo)) = self.output_size(h, w) else {
             bail!("DirectConv: a {h}x{w} input is smaller than the kernel");
         };
-        let layout = layout.unwrap_or_else(|| Layout::choose(self.shape, wo));
+        let layout = layout.unwrap_or_else(|| Layout::choose(self.shape, ho, wo));
         ensure!(
             layout.row_pixels() <= wo,
             "{layout:?} on rows of {wo} pixels"
+        );
+        ensure!(
+            layout != Layout::Winograd || self.weights.winograd.is_some(),
+            "no Winograd layout for {:?}",
+            self.shape
         );
         let mut output = Tensor::zero::<f32>(&[n, self.shape.outputs, ho, wo])?;
         let mut out_plain = output.try_as_plain_ram_mut()?;
@@ -386,7 +423,7 @@ mod avx2 {
     #[allow(unsafe_code)]
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    fn load(v: &[f32; LANES]) -> __m256 {
+    pub(super) fn load(v: &[f32; LANES]) -> __m256 {
         // SAFETY: `v` is eight readable f32; the load has no alignment requirement.
         unsafe { _mm256_loadu_ps(v.as_ptr()) }
     }
@@ -395,14 +432,14 @@ mod avx2 {
     #[allow(unsafe_code)]
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    fn store(v: &mut [f32; LANES], x: __m256) {
+    pub(super) fn store(v: &mut [f32; LANES], x: __m256) {
         // SAFETY: `v` is eight writable f32; the store has no alignment requirement.
         unsafe { _mm256_storeu_ps(v.as_mut_ptr(), x) }
     }
 
     /// The eight values of `s` from `at`.
     #[inline(always)]
-    fn eight(s: &[f32], at: usize) -> &[f32; LANES] {
+    pub(super) fn eight(s: &[f32], at: usize) -> &[f32; LANES] {
         s[at..]
             .first_chunk()
             .unwrap_or_else(|| panic!("8 values from {at} of {}", s.len()))
@@ -421,6 +458,10 @@ mod avx2 {
             Layout::Rows5x2 => rows::<5, 2>(shape, &weights.rows5, plane, out),
             Layout::Rows6x2 => rows::<6, 2>(shape, &weights.rows6, plane, out),
             Layout::Pixels => pixels(shape, weights, plane, out),
+            Layout::Winograd => match &weights.winograd {
+                Some(w) => winograd::avx2::convolve(shape, w, plane, out),
+                None => unreachable!("checked by DirectConv::convolve"),
+            },
         }
     }
 
@@ -683,29 +724,97 @@ mod tests {
             println!("SKIPPED DirectConv: this CPU lacks AVX2 or FMA, so tract's convolutions run");
             return;
         }
-        for (i, &(name, _, _, k, _, w)) in LAYERS.iter().enumerate() {
+        for (i, &(name, _, _, k, h, w)) in LAYERS.iter().enumerate() {
             let (input, kernel, bias, op) = layer(i);
             let want = values(&tracts(&input, &kernel, &bias));
-            let chosen = values(&op.convolve(&input, None).unwrap());
-            let worst = chosen
-                .iter()
-                .zip(&want)
-                .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
-                .fold(0.0, f32::max);
-            assert!(worst < 1e-4, "{name}: differs from tract by {worst}");
-            let wo = w - k + 1;
+            let (ho, wo) = (h - k + 1, w - k + 1);
+            let chosen = Layout::choose(op.shape, ho, wo);
+            let by_default = values(&op.convolve(&input, None).unwrap());
+            // The direct layouts all give the pixels layout's bits.
+            let direct = values(&op.convolve(&input, Some(Layout::Pixels)).unwrap());
             for layout in Layout::ALL {
-                if layout.row_pixels() > wo {
+                if layout.row_pixels() > wo
+                    || (layout == Layout::Winograd && op.weights.winograd.is_none())
+                {
                     assert!(op.convolve(&input, Some(layout)).is_err());
                     continue;
                 }
                 let got = values(&op.convolve(&input, Some(layout)).unwrap());
+                assert_eq!(got.len(), want.len());
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
+                    .fold(0.0, f32::max);
                 assert!(
-                    got.iter()
-                        .zip(&chosen)
-                        .all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "{name}: {layout:?} differs from {:?}",
-                    Layout::choose(op.shape, wo)
+                    worst < 1e-4,
+                    "{name}: {layout:?} differs from tract by {worst}"
+                );
+                let same_bits =
+                    |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
+                if layout != Layout::Winograd {
+                    assert!(
+                        same_bits(&got, &direct),
+                        "{name}: {layout:?} differs from Pixels"
+                    );
+                }
+                if layout == chosen {
+                    assert!(
+                        same_bits(&got, &by_default),
+                        "{name}: {layout:?} is not the default"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Winograd's tiles on maps of every parity, narrower than a row of 8 tiles and spread
+    /// over several chunks, against the direct convolution.
+    #[test]
+    fn winograd_covers_every_output_once() {
+        if !available() {
+            println!("SKIPPED Winograd: this CPU lacks AVX2 or FMA, so tract's convolutions run");
+            return;
+        }
+        let (ci, co) = (8, 12);
+        let kernel = noise(co * ci * 9, 7);
+        let bias = noise(co, 8);
+        let op = DirectConv {
+            shape: ConvShape {
+                inputs: ci,
+                outputs: co,
+                kernel_h: 3,
+                kernel_w: 3,
+            },
+            weights: Arc::new(Packed::new(
+                ConvShape {
+                    inputs: ci,
+                    outputs: co,
+                    kernel_h: 3,
+                    kernel_w: 3,
+                },
+                &kernel,
+                &bias,
+            )),
+        };
+        for (h, w) in [
+            (3, 3),
+            (4, 4),
+            (3, 20),
+            (20, 3),
+            (5, 37),
+            (36, 35),
+            (70, 18),
+            (41, 200),
+        ] {
+            let input = Tensor::from_shape(&[2, ci, h, w], &noise(2 * ci * h * w, 9)).unwrap();
+            let want = values(&op.convolve(&input, Some(Layout::Pixels)).unwrap());
+            let got = values(&op.convolve(&input, Some(Layout::Winograd)).unwrap());
+            assert_eq!(got.len(), want.len());
+            for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() < 1e-4 * w.abs().max(1.0),
+                    "{h}x{w}: output {j}: {g} against {w}"
                 );
             }
         }
@@ -737,7 +846,9 @@ mod tests {
                 macs / 2.0 / best / 1e9
             );
             for layout in Layout::ALL {
-                if layout.row_pixels() > wo {
+                if layout.row_pixels() > wo
+                    || (layout == Layout::Winograd && op.weights.winograd.is_none())
+                {
                     line += &format!(" | {layout:?} -");
                     continue;
                 }
@@ -755,7 +866,10 @@ mod tests {
                     macs / 2.0 / best / 1e9
                 );
             }
-            println!("{line} | chosen {:?}", Layout::choose(op.shape, wo));
+            println!(
+                "{line} | chosen {:?}",
+                Layout::choose(op.shape, h - k + 1, wo)
+            );
         }
     }
 }

@@ -779,23 +779,15 @@ mod tests {
         let (ci, co) = (8, 12);
         let kernel = noise(co * ci * 9, 7);
         let bias = noise(co, 8);
+        let shape = ConvShape {
+            inputs: ci,
+            outputs: co,
+            kernel_h: 3,
+            kernel_w: 3,
+        };
         let op = DirectConv {
-            shape: ConvShape {
-                inputs: ci,
-                outputs: co,
-                kernel_h: 3,
-                kernel_w: 3,
-            },
-            weights: Arc::new(Packed::new(
-                ConvShape {
-                    inputs: ci,
-                    outputs: co,
-                    kernel_h: 3,
-                    kernel_w: 3,
-                },
-                &kernel,
-                &bias,
-            )),
+            shape,
+            weights: Arc::new(Packed::new(shape, &kernel, &bias)),
         };
         for (h, w) in [
             (3, 3),

@@ -39,7 +39,8 @@ pub struct StepTime {
     pub op: String,
     /// tract's description of the operation; for a matrix product its m, k, n and kernel.
     pub info: Vec<String>,
-    /// Multiply-adds per run, from tract's cost model (0 for steps without arithmetic).
+    /// Multiply-adds per run, from tract's cost model (0 for steps without arithmetic); for a
+    /// `WinogradConv`, those of the direct convolution it replaces.
     pub multiply_adds: u64,
     /// Mean wall-clock seconds per run.
     pub seconds: f64,
@@ -251,8 +252,9 @@ impl Embedder {
     }
 }
 
-/// Loads, types and optimises the model at `path` for inputs of `shape`, its convolutions on
-/// `int8` kernels when given.
+/// Loads, types and optimises the model at `path` for inputs of `shape`: its convolutions on
+/// `int8` kernels when given, else its larger 3x3 ones by Winograd's transform where this CPU
+/// runs it (`crate::winograd`).
 fn load_plan(
     path: &Path,
     shape: [usize; 4],
@@ -261,11 +263,11 @@ fn load_plan(
     let model = tract_onnx::onnx()
         .model_for_path(path)?
         .with_input_fact(0, f32::fact(shape).into())?;
-    let Some(kernel) = int8 else {
-        return model.into_optimized()?.into_runnable();
-    };
     let mut model = model.into_typed()?.into_decluttered()?;
-    crate::q8::replace_convs(&mut model, kernel)?;
+    match int8 {
+        Some(kernel) => crate::q8::replace_convs(&mut model, kernel)?,
+        None => crate::winograd::replace_convs(&mut model)?,
+    };
     model.into_optimized()?.into_runnable()
 }
 
@@ -336,6 +338,70 @@ mod tests {
             .as_slice::<f32>()
             .unwrap()
             .to_vec()
+    }
+
+    /// The model's plan as tract alone makes it: no convolution of ours.
+    fn tracts_plan(path: &Path, shape: [usize; 4]) -> Arc<TypedRunnableModel> {
+        tract_onnx::onnx()
+            .model_for_path(path)
+            .unwrap()
+            .with_input_fact(0, f32::fact(shape).into())
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap()
+    }
+
+    #[test]
+    fn winograd_convolutions_give_tracts_embeddings() {
+        if !crate::winograd::available() {
+            facerec_fixtures::skip("this CPU lacks AVX2 or FMA, so no model runs WinogradConv");
+            return;
+        }
+        let photo = image::open(facerec_fixtures::photo("obama.jpg"))
+            .unwrap()
+            .to_rgb8();
+        for (d, replaced) in [
+            (ModelDescriptor::dlib_resnet_v1(), 18),
+            (ModelDescriptor::mobilefacenet(), 0),
+        ] {
+            let path = facerec_fixtures::models_dir().join(&d.file);
+            let shape = input_shape(&d);
+            let mut model = tract_onnx::onnx()
+                .model_for_path(&path)
+                .unwrap()
+                .with_input_fact(0, f32::fact(shape).into())
+                .unwrap()
+                .into_typed()
+                .unwrap()
+                .into_decluttered()
+                .unwrap();
+            assert_eq!(
+                crate::winograd::replace_convs(&mut model).unwrap(),
+                replaced,
+                "{}: convolutions on Winograd",
+                d.id
+            );
+            let n = d.input_size;
+            let chip = image::imageops::resize(&photo, n, n, image::imageops::Triangle);
+            let input = to_tensor(&chip, &d).unwrap();
+            let ours = load_plan(&path, shape, None).unwrap();
+            let ours = ours.run(tvec![input.clone().into()]).unwrap();
+            let tracts = tracts_plan(&path, shape).run(tvec![input.into()]).unwrap();
+            let (ours, tracts) = (values(&ours[0]), values(&tracts[0]));
+            let diff = ours
+                .iter()
+                .zip(&tracts)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            let largest = tracts.iter().fold(0f32, |m, v| m.max(v.abs()));
+            eprintln!(
+                "{}: max |ours - tract's| = {diff:e} (largest value {largest})",
+                d.id
+            );
+            assert!(diff <= 1e-4 * largest, "{}: differs by {diff}", d.id);
+        }
     }
 
     #[test]

@@ -48,6 +48,7 @@
 #![deny(missing_docs)]
 
 mod align;
+mod conv;
 mod descriptor;
 mod embedder;
 mod model;

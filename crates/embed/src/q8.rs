@@ -32,9 +32,9 @@
 
 use std::sync::Arc;
 
-use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
-use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_hir::internal::*;
+
+use crate::conv::ConstConv;
 
 /// Whether this CPU runs the int8 kernels fast: x86-64 with AVX-512 VNNI or with AVX2.
 pub fn available() -> bool {
@@ -105,20 +105,7 @@ impl Kernel {
 /// group, no dilation, explicit or no padding, constant kernel and bias) by one using
 /// `kernel`. Returns how many were replaced.
 pub(crate) fn replace_convs(model: &mut TypedModel, kernel: Kernel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in 0..model.nodes().len() {
-        let node = &model.nodes()[id];
-        let Some(conv) = node.op_as::<Conv>() else {
-            continue;
-        };
-        let Some(op) = Q8Conv::for_conv(conv, &model.node_input_facts(id)?, kernel)? else {
-            continue;
-        };
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
-        patch.apply(model)?;
-        replaced += 1;
-    }
-    Ok(replaced)
+    crate::conv::replace_convs(model, |conv| Some(Q8Conv::new(conv, kernel)))
 }
 
 /// Output channels in one block: sixteen 32-bit lanes of an AVX-512 register.
@@ -279,57 +266,21 @@ struct Quantized {
 }
 
 impl Q8Conv {
-    /// The op for `conv` with these input facts, or `None` when it does not run it.
-    fn for_conv(conv: &Conv, facts: &[&TypedFact], kernel: Kernel) -> TractResult<Option<Self>> {
-        let spec = &conv.pool_spec;
-        let [input, weights, bias] = facts else {
-            return Ok(None);
-        };
-        let (before, after) = match &spec.padding {
-            PaddingSpec::Valid => (tvec![0, 0], tvec![0, 0]),
-            PaddingSpec::Explicit(before, after) => (before.clone(), after.clone()),
-            _ => return Ok(None),
-        };
-        if conv.q_params.is_some()
-            || conv.group != 1
-            || conv.kernel_fmt != KernelFormat::OIHW
-            || spec.data_format != DataFormat::NCHW
-            || spec.rank() != 2
-            || spec.dilations().iter().any(|&d| d != 1)
-            || input.datum_type != f32::datum_type()
-        {
-            return Ok(None);
-        }
-        let (Some(weights), Some(bias)) = (&weights.konst, &bias.konst) else {
-            return Ok(None);
-        };
-        let &[outputs, inputs, kh, kw] = weights.shape() else {
-            return Ok(None);
-        };
-
-        let strides = spec.strides();
+    /// The op for `conv` on `kernel`.
+    fn new(conv: ConstConv, kernel: Kernel) -> Self {
         let geometry = Geometry {
-            inputs,
-            outputs,
-            kernel: [kh, kw],
-            strides: [strides[0], strides[1]],
-            before: [before[0], before[1]],
-            after: [after[0], after[1]],
+            inputs: conv.inputs,
+            outputs: conv.outputs,
+            kernel: conv.kernel,
+            strides: conv.strides,
+            before: conv.before,
+            after: conv.after,
         };
-        let oihw = weights.cast_to::<f32>()?;
-        let oihw = oihw.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
-        let bias = bias.cast_to::<f32>()?;
-        let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
-        let bias = match bias.len() {
-            n if n == outputs => bias,
-            1 => vec![bias[0]; outputs],
-            _ => return Ok(None),
-        };
-        Ok(Some(Self {
+        Self {
             geometry,
-            weights: Arc::new(Weights::new(geometry, &oihw, bias, kernel)),
+            weights: Arc::new(Weights::new(geometry, &conv.oihw, conv.bias, kernel)),
             kernel,
-        }))
+        }
     }
 
     /// Quantizes one image's `[C, H, W]` values with their own range.
@@ -842,21 +793,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Reproducible values in `lo..hi`.
-    fn values(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
-        let mut state = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                lo + (hi - lo) * ((state >> 40) as f32 / (1u64 << 24) as f32)
-            })
-            .collect()
-    }
+    use crate::conv::values;
 
     /// A convolution of `geometry` with random weights and biases, on `kernel`.
     fn conv(geometry: Geometry, seed: u64, kernel: Kernel) -> (Q8Conv, Vec<f32>) {

@@ -28,9 +28,9 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
-use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_hir::internal::*;
+
+use crate::conv::ConstConv;
 
 /// Whether this CPU runs the Winograd kernels (x86-64 with AVX2 and FMA).
 pub(crate) fn available() -> bool {
@@ -53,20 +53,7 @@ pub(crate) fn replace_convs(model: &mut TypedModel) -> TractResult<usize> {
     if !available() {
         return Ok(0);
     }
-    let mut replaced = 0;
-    for id in 0..model.nodes().len() {
-        let node = &model.nodes()[id];
-        let Some(conv) = node.op_as::<Conv>() else {
-            continue;
-        };
-        let Some(op) = WinogradConv::for_conv(conv, &model.node_input_facts(id)?)? else {
-            continue;
-        };
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
-        patch.apply(model)?;
-        replaced += 1;
-    }
-    Ok(replaced)
+    crate::conv::replace_convs(model, WinogradConv::new)
 }
 
 /// The fewest tiles for which [`replace_convs`] uses Winograd: each transformed weight is
@@ -193,64 +180,31 @@ thread_local! {
 }
 
 impl WinogradConv {
-    /// The op for `conv` with these input facts, or `None` when it does not run it or its
-    /// tiles would waste too much (`Geometry::pays`).
-    fn for_conv(conv: &Conv, facts: &[&TypedFact]) -> TractResult<Option<Self>> {
-        let spec = &conv.pool_spec;
-        let [input, weights, bias] = facts else {
-            return Ok(None);
-        };
-        let (before, after) = match &spec.padding {
-            PaddingSpec::Valid => (tvec![0, 0], tvec![0, 0]),
-            PaddingSpec::Explicit(before, after) => (before.clone(), after.clone()),
-            _ => return Ok(None),
-        };
-        if conv.q_params.is_some()
-            || conv.group != 1
-            || conv.kernel_fmt != KernelFormat::OIHW
-            || spec.data_format != DataFormat::NCHW
-            || spec.rank() != 2
-            || spec.strides().iter().any(|&s| s != 1)
-            || spec.dilations().iter().any(|&d| d != 1)
-            || input.datum_type != f32::datum_type()
+    /// The op for `conv`, or `None` when it is not 3x3 with stride 1, its channels do not fill
+    /// the vectors, its input size is unknown or its tiles would waste too much
+    /// (`Geometry::pays`).
+    fn new(conv: ConstConv) -> Option<Self> {
+        if conv.kernel != [3, 3]
+            || conv.strides != [1, 1]
+            || !conv.inputs.is_multiple_of(LANES)
+            || !conv.outputs.is_multiple_of(BLOCK)
         {
-            return Ok(None);
-        }
-        let (Some(weights), Some(bias)) = (&weights.konst, &bias.konst) else {
-            return Ok(None);
-        };
-        let &[outputs, inputs, 3, 3] = weights.shape() else {
-            return Ok(None);
-        };
-        if inputs % LANES != 0 || outputs % BLOCK != 0 {
-            return Ok(None);
+            return None;
         }
         let geometry = Geometry {
-            inputs,
-            outputs,
-            before: [before[0], before[1]],
-            after: [after[0], after[1]],
+            inputs: conv.inputs,
+            outputs: conv.outputs,
+            before: conv.before,
+            after: conv.after,
         };
-        let shape = &input.shape;
-        let (Ok(h), Ok(w)) = (shape[2].to_usize(), shape[3].to_usize()) else {
-            return Ok(None);
-        };
+        let [h, w] = conv.input_size?;
         if !geometry.pays(h, w) {
-            return Ok(None);
+            return None;
         }
-        let oihw = weights.cast_to::<f32>()?;
-        let oihw = oihw.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
-        let bias = bias.cast_to::<f32>()?;
-        let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
-        let bias = match bias.len() {
-            n if n == outputs => bias,
-            1 => vec![bias[0]; outputs],
-            _ => return Ok(None),
-        };
-        Ok(Some(Self {
+        Some(Self {
             geometry,
-            weights: Arc::new(Weights::new(geometry, &oihw, bias)),
-        }))
+            weights: Arc::new(Weights::new(geometry, &conv.oihw, conv.bias)),
+        })
     }
 
     /// Runs the convolution on `input` (`[N, C, H, W]`).
@@ -638,21 +592,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Deterministic values in `lo..hi`.
-    fn values(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
-        let mut state = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                lo + (hi - lo) * ((state >> 40) as f32 / (1u64 << 24) as f32)
-            })
-            .collect()
-    }
+    use crate::conv::values;
 
     /// The convolution summed in f64, `[N, K, Ho, Wo]`.
     fn reference(
@@ -756,7 +696,8 @@ mod tests {
     #[test]
     #[ignore = "prints timings; run by hand"]
     fn timings() {
-        use tract_onnx::tract_core::ops::cnn::PoolSpec;
+        use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
+        use tract_onnx::tract_core::ops::nn::DataFormat;
         assert!(available());
         for (channels, side) in [(32, 35), (64, 17), (128, 8), (256, 4), (256, 3)] {
             let g = Geometry {

@@ -45,10 +45,10 @@ pub(crate) fn available() -> bool {
 }
 
 /// Replaces every convolution of `model` that [`WinogradConv`] runs and whose tiles waste
-/// little (f32, `[N, C, H, W]` with known height and width, 3x3 kernel, stride 1,
-/// one group, no dilation, explicit or no padding, input channels a multiple of 8, output
-/// channels of 16, constant kernel and bias) by one, when this CPU has the kernels
-/// ([`available`]). Returns how many were replaced.
+/// little (f32, `[N, C, H, W]` with known height and width, 3x3 kernel, stride 1, one group,
+/// no dilation, explicit or no padding, input channels a multiple of 8 and output channels of
+/// 16, constant kernel and bias) by one, when this CPU has the kernels ([`available`]).
+/// Returns how many were replaced.
 pub(crate) fn replace_convs(model: &mut TypedModel) -> TractResult<usize> {
     if !available() {
         return Ok(0);

@@ -12,9 +12,13 @@
 //!   tap loads two vectors of input and broadcasts one weight per channel.
 //! - **pixels**: 16 output channels × up to 6 output pixels anywhere in the map; each tap
 //!   loads 16 weights and broadcasts one input value per pixel. For P-Net tiles too narrow
-//!   for rows. Where the size is known when the model loads (R-Net's and O-Net's later
-//!   layers), a convolution that would take this layout stays tract's, which is as fast or
-//!   faster there.
+//!   for rows, and R-Net's and O-Net's later layers (3 to 21 pixel rows), where it was
+//!   faster than tract on three machines of four and 5 % slower on the fourth
+//!   (docs/performance.md).
+//!
+//! A PReLU that follows one of these convolutions is merged into it
+//! ([`DirectConv::with_prelu`]): each output is activated as it is stored, with the same
+//! bits as the PReLU op, and the PReLU's pass over the map is gone.
 //!
 //! A third layout, **Winograd**'s F(2x2, 3x3) ([`winograd`]), does 2.25 times fewer
 //! multiply-adds on 3x3 kernels; [`Layout::choose`] takes it for the large ones with 8 or
@@ -33,6 +37,8 @@
 use std::sync::Arc;
 
 mod winograd;
+
+use crate::ops::ChannelPRelu;
 
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
@@ -68,6 +74,31 @@ pub(crate) fn replace_convs(model: &mut TypedModel) -> TractResult<()> {
         };
         let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
         patch.apply(model)?;
+    }
+    // Each PReLU that is the only reader of a `DirectConv`'s output goes into it.
+    let mut fused = false;
+    for id in 0..model.nodes().len() {
+        let node = &model.nodes()[id];
+        let Some(conv) = node.op_as::<DirectConv>() else {
+            continue;
+        };
+        let Some(next) = model.single_succ(id)? else {
+            continue;
+        };
+        let slopes = next
+            .op_as::<ChannelPRelu>()
+            .and_then(|prelu| prelu.channel_slopes(conv.shape.outputs));
+        if let Some(op) = slopes.and_then(|slopes| conv.with_prelu(&slopes))
+            && !model.outputs.contains(&OutletId::new(id, 0))
+        {
+            let patch = TypedModelPatch::fuse_with_next(model, node, op)?;
+            patch.apply(model)?;
+            fused = true;
+        }
+    }
+    if fused {
+        // The replaced pairs are left unconnected.
+        model.compact()?;
     }
     Ok(())
 }
@@ -108,7 +139,7 @@ impl ConvShape {
 
 /// The kernel and bias, laid out for each kernel layout: blocks of output channels, each the
 /// block's weights for every tap in order, zero for channels past the last.
-#[derive(PartialEq)]
+#[derive(Clone, PartialEq)]
 struct Packed {
     /// Pixels layout: per block of 16 channels, per tap, 16 weights.
     pixels: Vec<[[f32; LANES]; 2]>,
@@ -118,10 +149,15 @@ struct Packed {
     rows6: RowWeights<6>,
     /// Winograd layout: `None` where the shape has no such layout.
     winograd: Option<winograd::Weights>,
+    /// The PReLU slope of each output channel, applied as outputs are written (1 where no
+    /// PReLU follows: `1 · x` is `x`), padded with ones to whole blocks of 16 channels.
+    slopes: Vec<f32>,
+    /// Whether a PReLU was merged in ([`DirectConv::with_prelu`]).
+    prelu: bool,
 }
 
 /// Rows layout with `O` channels a block: per block, per tap, `O` weights; and the biases.
-#[derive(PartialEq)]
+#[derive(Clone, PartialEq)]
 struct RowWeights<const O: usize> {
     taps: Vec<[f32; O]>,
     bias: Vec<[f32; O]>,
@@ -173,6 +209,8 @@ impl Packed {
             rows5: RowWeights::pack(shape, oihw, bias),
             rows6: RowWeights::pack(shape, oihw, bias),
             winograd: winograd::Weights::new(shape, oihw, bias),
+            slopes: vec![1.0; blocks * PIXEL_CHANNELS],
+            prelu: false,
         }
     }
 }
@@ -278,16 +316,6 @@ impl DirectConv {
             kernel_h,
             kernel_w,
         };
-        // Where the size is known when the model loads (R-Net and O-Net), tract keeps the
-        // convolutions that would take the pixels layout: on those it is as fast or faster
-        // (`layout_timings` in the tests). P-Net's size varies with the tile.
-        if let (Ok(height), Ok(width)) = (input.shape[2].to_usize(), input.shape[3].to_usize()) {
-            let height = (height + 1).saturating_sub(kernel_h);
-            let width = (width + 1).saturating_sub(kernel_w);
-            if height == 0 || width == 0 || Layout::choose(shape, height, width) == Layout::Pixels {
-                return Ok(None);
-            }
-        }
         let oihw = kernel.cast_to::<f32>()?;
         let oihw = oihw.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
         let bias = bias.cast_to::<f32>()?;
@@ -301,6 +329,23 @@ impl DirectConv {
             shape,
             weights: Arc::new(Packed::new(shape, &oihw, &bias)),
         }))
+    }
+
+    /// This convolution followed by a PReLU with one slope for each output channel (`slopes`),
+    /// in one op: each output is activated as it is written, so the PReLU's pass over the
+    /// whole map goes (the same bits as the two ops one after the other).
+    fn with_prelu(&self, slopes: &[f32]) -> Option<Self> {
+        // A second PReLU after the first is not a PReLU: leave it to its own op.
+        if slopes.len() != self.shape.outputs || self.weights.prelu {
+            return None;
+        }
+        let mut weights = Packed::clone(&self.weights);
+        weights.slopes[..slopes.len()].copy_from_slice(slopes);
+        weights.prelu = true;
+        Some(Self {
+            shape: self.shape,
+            weights: Arc::new(weights),
+        })
     }
 
     /// The output's height and width for an input plane of `h` × `w`.
@@ -437,6 +482,15 @@ mod avx2 {
         unsafe { _mm256_storeu_ps(v.as_mut_ptr(), x) }
     }
 
+    /// PReLU on eight values with their eight slopes: `x` where `x > 0`, else `a · x`, as
+    /// [`ChannelPRelu`](crate::ops::ChannelPRelu) computes it (the same bits).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) fn prelu(x: __m256, a: __m256) -> __m256 {
+        let positive = _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_setzero_ps());
+        _mm256_blendv_ps(_mm256_mul_ps(a, x), x, positive)
+    }
+
     /// The eight values of `s` from `at`.
     #[inline(always)]
     pub(super) fn eight(s: &[f32], at: usize) -> &[f32; LANES] {
@@ -455,11 +509,11 @@ mod avx2 {
         out: &mut [f32],
     ) {
         match layout {
-            Layout::Rows5x2 => rows::<5, 2>(shape, &weights.rows5, plane, out),
-            Layout::Rows6x2 => rows::<6, 2>(shape, &weights.rows6, plane, out),
+            Layout::Rows5x2 => rows::<5, 2>(shape, &weights.rows5, &weights.slopes, plane, out),
+            Layout::Rows6x2 => rows::<6, 2>(shape, &weights.rows6, &weights.slopes, plane, out),
             Layout::Pixels => pixels(shape, weights, plane, out),
             Layout::Winograd => match &weights.winograd {
-                Some(w) => winograd::avx2::convolve(shape, w, plane, out),
+                Some(w) => winograd::avx2::convolve(shape, w, &weights.slopes, plane, out),
                 None => unreachable!("checked by DirectConv::convolve"),
             },
         }
@@ -472,6 +526,7 @@ mod avx2 {
     fn rows<const O: usize, const V: usize>(
         shape: ConvShape,
         weights: &RowWeights<O>,
+        slopes: &[f32],
         plane: Plane,
         out: &mut [f32],
     ) {
@@ -517,10 +572,11 @@ mod avx2 {
                     }
                     for (o, acc) in acc.iter().enumerate().take(channels) {
                         let c = b * O + o;
+                        let slope = _mm256_set1_ps(slopes[c]);
                         let dst = &mut out[(c * ho + oy) * wo + x0..][..span];
                         for (v, chunk) in dst.chunks_exact_mut(LANES).enumerate() {
                             if let Ok(chunk) = chunk.try_into() {
-                                store(chunk, acc[v]);
+                                store(chunk, prelu(acc[v], slope));
                             }
                         }
                     }
@@ -536,25 +592,19 @@ mod avx2 {
     fn pixels(shape: ConvShape, weights: &Packed, plane: Plane, out: &mut [f32]) {
         let (ho, wo) = (plane.h + 1 - shape.kernel_h, plane.w + 1 - shape.kernel_w);
         let count = ho * wo;
-        let taps = shape.taps();
-        for (b, (block, bias)) in weights
-            .pixels
-            .chunks_exact(taps)
-            .zip(&weights.pixels_bias)
-            .enumerate()
-        {
+        for b in 0..weights.pixels_bias.len() {
             let mut p = 0;
             while p + PIXELS <= count {
-                pixel_block::<PIXELS>(shape, block, bias, b, plane, p, out);
+                pixel_block::<PIXELS>(shape, weights, b, plane, p, out);
                 p += PIXELS;
             }
             match count - p {
                 0 => {}
-                1 => pixel_block::<1>(shape, block, bias, b, plane, p, out),
-                2 => pixel_block::<2>(shape, block, bias, b, plane, p, out),
-                3 => pixel_block::<3>(shape, block, bias, b, plane, p, out),
-                4 => pixel_block::<4>(shape, block, bias, b, plane, p, out),
-                _ => pixel_block::<5>(shape, block, bias, b, plane, p, out),
+                1 => pixel_block::<1>(shape, weights, b, plane, p, out),
+                2 => pixel_block::<2>(shape, weights, b, plane, p, out),
+                3 => pixel_block::<3>(shape, weights, b, plane, p, out),
+                4 => pixel_block::<4>(shape, weights, b, plane, p, out),
+                _ => pixel_block::<5>(shape, weights, b, plane, p, out),
             }
         }
     }
@@ -563,13 +613,16 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     fn pixel_block<const N: usize>(
         shape: ConvShape,
-        block: &[[[f32; LANES]; 2]],
-        bias: &[[f32; LANES]; 2],
+        weights: &Packed,
         b: usize,
         plane: Plane,
         p0: usize,
         out: &mut [f32],
     ) {
+        let taps = shape.taps();
+        let block = &weights.pixels[b * taps..][..taps];
+        let bias = &weights.pixels_bias[b];
+        let slopes = &weights.slopes;
         let (kh, kw) = (shape.kernel_h, shape.kernel_w);
         let (ho, wo) = (plane.h + 1 - kh, plane.w + 1 - kw);
         let (b0, b1) = (load(&bias[0]), load(&bias[1]));
@@ -602,10 +655,12 @@ mod avx2 {
                 }
             }
         }
+        let a0 = load(eight(slopes, b * PIXEL_CHANNELS));
+        let a1 = load(eight(slopes, b * PIXEL_CHANNELS + LANES));
         let mut lanes = [[[0f32; LANES]; 2]; N];
         for (lanes, acc) in lanes.iter_mut().zip(&acc) {
-            store(&mut lanes[0], acc[0]);
-            store(&mut lanes[1], acc[1]);
+            store(&mut lanes[0], prelu(acc[0], a0));
+            store(&mut lanes[1], prelu(acc[1], a1));
         }
         let plane_len = ho * wo;
         let channels = (shape.outputs - b * PIXEL_CHANNELS).min(PIXEL_CHANNELS);
@@ -764,6 +819,53 @@ mod tests {
                         "{name}: {layout:?} is not the default"
                     );
                 }
+            }
+        }
+    }
+
+    /// A PReLU merged into the convolution gives, in every layout, the bits of the
+    /// convolution followed by the PReLU op; a second one is not merged.
+    #[test]
+    fn merged_prelu_gives_the_bits_of_the_prelu_op() {
+        if !available() {
+            println!("SKIPPED DirectConv: this CPU lacks AVX2 or FMA, so tract's convolutions run");
+            return;
+        }
+        for (i, &(name, _, co, k, _, w)) in LAYERS.iter().enumerate() {
+            let (input, _, _, op) = layer(i);
+            // Slopes of both signs and zero, as the networks' (P-Net's first down to -1.28).
+            let slopes: Vec<f32> = noise(co, 50 + i as u64).iter().map(|a| 1.5 * a).collect();
+            let prelu =
+                crate::ops::channel_prelu(4, &Tensor::from_shape(&[1, co, 1, 1], &slopes).unwrap())
+                    .unwrap();
+            let merged = op.with_prelu(&slopes).unwrap();
+            assert!(merged.with_prelu(&slopes).is_none(), "{name}: merged twice");
+            assert!(
+                op.with_prelu(&slopes[1..]).is_none(),
+                "{name}: too few slopes"
+            );
+            for layout in Layout::ALL {
+                if layout.row_pixels() > w + 1 - k
+                    || (layout == Layout::Winograd && op.weights.winograd.is_none())
+                {
+                    continue;
+                }
+                let conv = op.convolve(&input, Some(layout)).unwrap();
+                let mut model = TypedModel::default();
+                let x = model.add_source("x", f32::fact(conv.shape())).unwrap();
+                let out = model.wire_node("prelu", prelu.clone(), &[x]).unwrap();
+                model.select_output_outlets(&out).unwrap();
+                let plan = model.into_runnable().unwrap();
+                let want = plan.run(tvec![conv.into_tvalue()]).unwrap().remove(0);
+                let got = merged.convolve(&input, Some(layout)).unwrap();
+                let (want, got) = (values(&want), values(&got));
+                assert!(want.iter().any(|&v| v < 0.0), "{name}: no negative output");
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(g, w)| g.to_bits() == w.to_bits()),
+                    "{name}: {layout:?} with the PReLU merged differs"
+                );
             }
         }
     }

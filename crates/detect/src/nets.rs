@@ -22,7 +22,8 @@
 //!
 //! tract then runs `PRelu` and `MaxPool` as the detector's own operators
 //! ([`ops`](crate::ops)): one pass per PReLU with a slope per channel, and a max pool that
-//! folds whole rows before columns.
+//! folds whole rows before columns. Where the detector's [convolutions](crate::conv) run, a
+//! PReLU right after one is merged into it and applied as its outputs are written.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -556,18 +557,25 @@ pub(crate) mod tests {
             .count()
     }
 
-    /// The detector's convolutions run `ours` of a network's `convs` where the CPU has them,
-    /// tract the rest (P-Net's 1x1 heads become a matrix product in tract's declutter).
-    fn assert_direct_convs(net: &Net, ours: usize, convs: usize) {
-        let want = if crate::conv::available() { ours } else { 0 };
-        assert_eq!(count_ops(net, "DirectConv"), want, "{net:?}");
-        assert_eq!(count_ops(net, "Conv"), convs - want, "{net:?}");
+    /// The detector's convolutions run all `convs` of a network where the CPU has them, with
+    /// the PReLU after each merged in, so that only `prelus` PReLUs (after dense layers) stay
+    /// ops of their own; tract runs them all elsewhere (P-Net's 1x1 heads become a matrix
+    /// product in tract's declutter).
+    fn assert_direct_convs(net: &Net, convs: usize, prelus: usize) {
+        let ours = if crate::conv::available() { convs } else { 0 };
+        assert_eq!(count_ops(net, "DirectConv"), ours, "{net:?}");
+        assert_eq!(count_ops(net, "Conv"), convs - ours, "{net:?}");
+        assert_eq!(
+            count_ops(net, "ChannelPRelu"),
+            prelus + convs - ours,
+            "{net:?}"
+        );
     }
 
     #[test]
     fn rewritten_pnet_matches_the_original() {
         let net = pnet_with_capacity(2);
-        assert_direct_convs(&net, 3, 3);
+        assert_direct_convs(&net, 3, 0);
         for (i, (w, h)) in [(40, 30), (13, 57), (40, 30)].into_iter().enumerate() {
             let nhwc = [1, w, h, 3];
             let data = noise(w * h * 3, i as u64 % 2);
@@ -604,11 +612,10 @@ pub(crate) mod tests {
                 capacity: 1,
             };
             let net = Net::load(&spec, &facerec_fixtures::models_dir().join(file)).unwrap();
-            // R-Net: the first convolution (its 9x9 second would waste a fifth of Winograd's
-            // tiles, its third is 2x2). O-Net: the first three (its fourth is 2x2).
+            // Both have a PReLU after their dense layer.
             match size {
-                24 => assert_direct_convs(&net, 1, 3),
-                _ => assert_direct_convs(&net, 3, 4),
+                24 => assert_direct_convs(&net, 3, 1),
+                _ => assert_direct_convs(&net, 4, 1),
             }
             for n in [1, 3] {
                 let nhwc = [n, size, size, 3];

@@ -107,6 +107,19 @@ pub(crate) struct ChannelPRelu {
 // `DynEq` needs `Eq`; slopes are finite model weights, never NaN.
 impl Eq for ChannelPRelu {}
 
+impl ChannelPRelu {
+    /// One slope for each of `channels` channels of a rank-4 `[N, C, H, W]` input: the
+    /// slopes along the channel axis, or the single slope repeated; `None` when this PReLU's
+    /// slopes vary along another axis or do not match.
+    pub(crate) fn channel_slopes(&self, channels: usize) -> Option<Vec<f32>> {
+        match (self.axis, self.slope.len()) {
+            (Some(1), n) if n == channels => Some(self.slope.to_vec()),
+            (None, 1) => Some(vec![self.slope[0]; channels]),
+            _ => None,
+        }
+    }
+}
+
 impl Op for ChannelPRelu {
     fn name(&self) -> StaticName {
         "ChannelPRelu".into()

@@ -41,7 +41,7 @@ pub(super) fn fits(shape: ConvShape) -> bool {
 }
 
 /// A 3x3 kernel and its bias transformed for F(2x2, 3x3).
-#[derive(PartialEq)]
+#[derive(Clone, PartialEq)]
 pub(super) struct Weights {
     /// Per patch position, per block of [`BLOCK`] output channels, per input channel: the
     /// block's transformed weights.
@@ -123,7 +123,7 @@ pub(super) mod avx2 {
     use std::cell::RefCell;
 
     use super::super::Plane;
-    use super::super::avx2::{eight, load, store};
+    use super::super::avx2::{eight, load, prelu, store};
     use super::*;
 
     thread_local! {
@@ -136,6 +136,7 @@ pub(super) mod avx2 {
     pub(in crate::conv) fn convolve(
         shape: ConvShape,
         weights: &Weights,
+        slopes: &[f32],
         plane: Plane,
         out: &mut [f32],
     ) {
@@ -161,7 +162,7 @@ pub(super) mod avx2 {
             };
             transform_input(inputs, chunk, plane, v);
             products(inputs, outputs, weights, chunk, v, m);
-            transform_output(outputs, weights, chunk, m, (ho, wo), out);
+            transform_output(outputs, weights, slopes, chunk, m, (ho, wo), out);
         }
         SCRATCH.set(scratch);
     }
@@ -302,19 +303,20 @@ pub(super) mod avx2 {
         ]
     }
 
-    /// Transforms `chunk`'s products back into outputs, adds the bias and writes them into `out`
-    /// (`[outputs, ho, wo]`).
+    /// Transforms `chunk`'s products back into outputs, adds the bias, applies each channel's
+    /// PReLU slope and writes them into `out` (`[outputs, ho, wo]`).
     #[target_feature(enable = "avx2,fma")]
     fn transform_output(
         outputs: usize,
         weights: &Weights,
+        slopes: &[f32],
         chunk: Chunk,
         m: &[f32],
         (ho, wo): (usize, usize),
         out: &mut [f32],
     ) {
-        for (o, &bias) in weights.bias.iter().enumerate().take(outputs) {
-            let bias = _mm256_set1_ps(bias);
+        for (o, (&bias, &slope)) in weights.bias.iter().zip(slopes).enumerate().take(outputs) {
+            let (bias, slope) = (_mm256_set1_ps(bias), _mm256_set1_ps(slope));
             let map = &mut out[o * ho * wo..][..ho * wo];
             // The channel's products at each patch position.
             let planes: [&[f32]; POSITIONS] =
@@ -344,8 +346,8 @@ pub(super) mod avx2 {
                         write_pairs(
                             row,
                             2 * tx0,
-                            _mm256_add_ps(left, bias),
-                            _mm256_add_ps(right, bias),
+                            prelu(_mm256_add_ps(left, bias), slope),
+                            prelu(_mm256_add_ps(right, bias), slope),
                         );
                     }
                 }

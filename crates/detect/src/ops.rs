@@ -4,10 +4,12 @@
 //! On R-Net's and O-Net's small maps, tract's versions of these cost as much as the
 //! convolutions around them (docs/performance.md): PReLU runs as two chains of broadcast
 //! binary ops, about 1 ns per value, and a 3×3 stride-2 max pool as a strided fold per kernel
-//! tap, about 1 ns per tap. Here PReLU is one pass with one slope per channel, and a pool takes
-//! the maximum of its window's rows first (contiguous, so it vectorises) and then of each
-//! output's columns. Both compute exactly the same values as tract's (a maximum, and `x` or
-//! `slope · x`), which the tests check against tract on random inputs.
+//! tap, about 1 ns per tap. Here PReLU is one pass with one slope per channel (or none: the
+//! detector's convolutions apply it as they write), and a pool takes the maximum of its
+//! window's rows first (contiguous) and then of each output's columns (stride-2 windows as
+//! pairs), in loops that vectorise, compiled for AVX2 too where the CPU has it. Both compute
+//! exactly the same values as tract's (a maximum, and `x` or `slope · x`), which the tests
+//! check against tract on random inputs.
 
 use std::sync::Arc;
 
@@ -232,14 +234,9 @@ impl PoolAxis {
     }
 }
 
-impl EvalOp for PlaneMaxPool {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = args_1!(inputs);
-        let &[n, c, h, w] = input.shape() else {
-            bail!("PlaneMaxPool on a tensor of shape {:?}", input.shape());
-        };
+impl PlaneMaxPool {
+    /// The pooling's rows and columns on planes of `h` × `w`.
+    fn axes(&self, h: usize, w: usize) -> (PoolAxis, PoolAxis) {
         let padding = self.pool_spec.computed_padding(&[h, w]);
         let (kernel, strides) = (&self.pool_spec.kernel_shape, self.pool_spec.strides());
         let axis = |i: usize, size: usize| PoolAxis {
@@ -249,7 +246,19 @@ impl EvalOp for PlaneMaxPool {
             stride: strides[i],
             pad_before: padding[i].pad_before,
         };
-        let (rows, columns) = (axis(0, h), axis(1, w));
+        (axis(0, h), axis(1, w))
+    }
+}
+
+impl EvalOp for PlaneMaxPool {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let &[n, c, h, w] = input.shape() else {
+            bail!("PlaneMaxPool on a tensor of shape {:?}", input.shape());
+        };
+        let (rows, columns) = self.axes(h, w);
         let mut output = Tensor::zero::<f32>(&[n, c, rows.output, columns.output])?;
         let mut out_plain = output.try_as_plain_ram_mut()?;
         let out = out_plain.as_slice_mut::<f32>()?;
@@ -264,46 +273,115 @@ impl EvalOp for PlaneMaxPool {
         // padded with the lowest value on both sides, then of each output's columns. Both
         // start from the lowest value, so NaN inputs are skipped and a window wholly in the
         // padding gives the lowest value, as in tract.
-        let (k, stride, pad) = (columns.kernel, columns.stride, columns.pad_before);
-        let span = (columns.output - 1) * stride + k;
-        let mut padded = vec![f32::MIN; span.max(pad + w)];
-        for (plane, out) in planes
-            .chunks_exact(h * w)
-            .zip(out.chunks_exact_mut(rows.output * columns.output))
-        {
-            for (oy, out) in out.chunks_exact_mut(columns.output).enumerate() {
-                let row = &mut padded[pad..pad + w];
-                row.fill(f32::MIN);
-                for iy in rows.window(oy) {
-                    for (m, &v) in row.iter_mut().zip(&plane[iy * w..][..w]) {
-                        *m = max(*m, v);
-                    }
-                }
-                let padded = &padded[..span];
-                match (k, stride) {
-                    (2, 2) => pool_columns::<2, 2>(padded, out),
-                    (3, 2) => pool_columns::<3, 2>(padded, out),
-                    _ => {
-                        for (o, out) in out.iter_mut().enumerate() {
-                            *out = padded[o * stride..][..k]
-                                .iter()
-                                .fold(f32::MIN, |m, &v| max(m, v));
-                        }
-                    }
-                }
-            }
-        }
+        pool_planes(planes, out, (h, w), rows, columns);
         Ok(tvec!(output.into_tvalue()))
     }
 }
 
-/// `out[o]` = the maximum of `padded[o * S .. o * S + K]` (no NaN in `padded`).
-#[inline]
-fn pool_columns<const K: usize, const S: usize>(padded: &[f32], out: &mut [f32]) {
-    for (o, out) in out.iter_mut().enumerate() {
-        *out = padded[o * S..][..K]
-            .iter()
-            .fold(f32::MIN, |m, &v| max(m, v));
+/// Pools every `h` × `w` plane of `planes` into `out`, one output row at a time: the
+/// maximum of the window's rows first (whole rows), then of each window's columns.
+fn pool_planes(
+    planes: &[f32],
+    out: &mut [f32],
+    (h, w): (usize, usize),
+    rows: PoolAxis,
+    columns: PoolAxis,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: this CPU has AVX2 (checked just above).
+        #[allow(unsafe_code)]
+        unsafe {
+            pool_planes_avx2(planes, out, (h, w), rows, columns);
+        }
+        return;
+    }
+    pool_planes_with(planes, out, (h, w), rows, columns);
+}
+
+/// [`pool_planes`] compiled for AVX2: the same comparisons in the same order, eight lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn pool_planes_avx2(
+    planes: &[f32],
+    out: &mut [f32],
+    (h, w): (usize, usize),
+    rows: PoolAxis,
+    columns: PoolAxis,
+) {
+    pool_planes_with(planes, out, (h, w), rows, columns);
+}
+
+/// [`pool_planes`] as compiled for the target's baseline.
+#[inline(always)]
+fn pool_planes_with(
+    planes: &[f32],
+    out: &mut [f32],
+    (h, w): (usize, usize),
+    rows: PoolAxis,
+    columns: PoolAxis,
+) {
+    let (k, stride, pad) = (columns.kernel, columns.stride, columns.pad_before);
+    let span = (columns.output - 1) * stride + k;
+    // Two more than any window reads: the stride-2 kernels read pairs.
+    let mut padded = vec![f32::MIN; span.max(pad + w) + 2];
+    for (plane, out) in planes
+        .chunks_exact(h * w)
+        .zip(out.chunks_exact_mut(rows.output * columns.output))
+    {
+        for (oy, out) in out.chunks_exact_mut(columns.output).enumerate() {
+            let row = &mut padded[pad..pad + w];
+            let window = rows.window(oy);
+            let line = |i: usize| &plane[(window.start + i) * w..][..w];
+            // Each value is written once, from a fold over the window's rows: `*m = max(*m,
+            // v)` row after row became masked stores, which are slow on AMD CPUs.
+            match window.len() {
+                2 => {
+                    for ((m, &a), &b) in row.iter_mut().zip(line(0)).zip(line(1)) {
+                        *m = max(max(f32::MIN, a), b);
+                    }
+                }
+                3 => {
+                    let (a, b, c) = (line(0), line(1), line(2));
+                    for (((m, &a), &b), &c) in row.iter_mut().zip(a).zip(b).zip(c) {
+                        *m = max(max(max(f32::MIN, a), b), c);
+                    }
+                }
+                _ => {
+                    row.fill(f32::MIN);
+                    for iy in window {
+                        for (m, &v) in row.iter_mut().zip(&plane[iy * w..][..w]) {
+                            *m = max(*m, v);
+                        }
+                    }
+                }
+            }
+            match (k, stride) {
+                (2, 2) => pool_pairs::<2>(&padded, out),
+                (3, 2) => pool_pairs::<3>(&padded, out),
+                _ => {
+                    for (o, out) in out.iter_mut().enumerate() {
+                        *out = padded[o * stride..][..k]
+                            .iter()
+                            .fold(f32::MIN, |m, &v| max(m, v));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `out[o]` = the maximum of `padded[2o .. 2o + K]` (`K` of 2 or 3) folded from the left, as
+/// pairs `(2o, 2o + 1)` and `(2o + 2, _)` so that the loop vectorises; `padded` holds at
+/// least `2 · out.len() + 2` values.
+#[inline(always)]
+fn pool_pairs<const K: usize>(padded: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    let pairs = padded[..2 * n].chunks_exact(2);
+    let next = padded[2..2 * n + 2].chunks_exact(2);
+    for ((out, a), b) in out.iter_mut().zip(pairs).zip(next) {
+        let m = max(max(f32::MIN, a[0]), a[1]);
+        *out = if K == 3 { max(m, b[0]) } else { m };
     }
 }
 
@@ -348,6 +426,9 @@ mod tests {
             ([1, 4, 9, 9], [3, 3], [2, 2], PaddingSpec::Valid),
             ([1, 2, 8, 8], [2, 2], [2, 2], PaddingSpec::SameUpper),
             ([1, 10, 15, 12], [2, 2], [2, 2], PaddingSpec::SameUpper),
+            // Rows long enough for whole vectors of outputs, of both parities.
+            ([1, 2, 9, 71], [2, 2], [2, 2], PaddingSpec::SameUpper),
+            ([1, 2, 7, 70], [3, 3], [2, 2], PaddingSpec::SameUpper),
             ([1, 3, 13, 7], [3, 2], [2, 1], PaddingSpec::SameLower),
             ([1, 2, 11, 10], [3, 3], [1, 3], PaddingSpec::SameUpper),
             (
@@ -370,8 +451,76 @@ mod tests {
             let len = shape.iter().product();
             let input = Tensor::from_shape(&shape, &noise(len, i as u64)).unwrap();
             let tract = run(MaxPool::new(spec.clone(), None), &input);
-            let ours = run(PlaneMaxPool { pool_spec: spec }, &input);
+            let op = PlaneMaxPool { pool_spec: spec };
+            let ours = run(op.clone(), &input);
             assert_eq!(ours, tract, "case {i}: {shape:?} kernel {kernel:?}");
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // The portable build gives the AVX2 build's bits.
+                let (rows, columns) = op.axes(shape[2], shape[3]);
+                let planes = input.try_as_plain_ram().unwrap();
+                let planes = planes.as_slice::<f32>().unwrap();
+                let mut portable = vec![0f32; ours.len()];
+                let mut avx2 = vec![0f32; ours.len()];
+                let dims = (shape[2], shape[3]);
+                pool_planes_with(planes, &mut portable, dims, rows, columns);
+                // SAFETY: this CPU has AVX2 (checked just above).
+                #[allow(unsafe_code)]
+                unsafe {
+                    pool_planes_avx2(planes, &mut avx2, dims, rows, columns);
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&portable), bits(&avx2), "case {i}: {shape:?}");
+            }
+        }
+    }
+
+    /// Times the max pool on the networks' shapes, one thread:
+    /// `cargo test --release -p facerec-detect ops::tests::pool_timings -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "prints timings; run by hand"]
+    fn pool_timings() {
+        for (name, shape, k, padding) in [
+            (
+                "P-Net (a 128x192 tile)",
+                [1, 10, 126, 190],
+                2,
+                PaddingSpec::SameUpper,
+            ),
+            ("R-Net pool1", [1, 28, 22, 22], 3, PaddingSpec::SameUpper),
+            ("R-Net pool2", [1, 48, 9, 9], 3, PaddingSpec::Valid),
+            ("O-Net pool1", [1, 32, 46, 46], 3, PaddingSpec::SameUpper),
+            ("O-Net pool2", [1, 64, 21, 21], 3, PaddingSpec::Valid),
+            ("O-Net pool3", [1, 64, 8, 8], 2, PaddingSpec::SameUpper),
+        ] {
+            let spec = PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec![k, k],
+                padding,
+                dilations: None,
+                strides: Some(tvec![2, 2]),
+                input_channels: shape[1],
+                output_channels: shape[1],
+            };
+            let input = Tensor::from_shape(&shape, &noise(shape.iter().product(), 1)).unwrap();
+            let mut model = TypedModel::default();
+            let source = model.add_source("x", f32::fact(shape)).unwrap();
+            let out = model
+                .wire_node("op", PlaneMaxPool { pool_spec: spec }, &[source])
+                .unwrap();
+            model.select_output_outlets(&out).unwrap();
+            let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+            let input = input.into_tvalue();
+            let runs = 2000;
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let start = std::time::Instant::now();
+                for _ in 0..runs {
+                    std::hint::black_box(plan.run(tvec![input.clone()]).unwrap());
+                }
+                best = best.min(start.elapsed().as_secs_f64() / runs as f64);
+            }
+            println!("{name:24} {shape:?}: {:.2} us", best * 1e6);
         }
     }
 

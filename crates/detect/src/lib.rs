@@ -345,9 +345,9 @@ pub struct LevelTimings {
     pub height: usize,
     /// Resampling the photo to the level.
     pub resize: Duration,
-    /// P-Net on the level.
+    /// P-Net on the level's tiles, and picking each tile's cells at or above the threshold.
     pub pnet: Duration,
-    /// Thresholding P-Net's map and the NMS within the level.
+    /// Putting the level's cells in order and the NMS within the level.
     pub nms: Duration,
     /// Cells at or above P-Net's threshold.
     pub cells: usize,
@@ -603,30 +603,31 @@ impl Detector {
                     .flat_map(move |y| columns.clone().into_iter().map(move |x| (l, x, y)))
             })
             .collect();
-        let maps: Vec<(Vec<f32>, Duration)> = tiles
+        let threshold = self.config.thresholds[0];
+        // Each tile's candidates are picked on the thread that ran it.
+        let found: Vec<(Vec<(usize, Candidate)>, Duration)> = tiles
             .par_iter()
             .with_max_len(1)
             .map(|&(l, x, y)| {
                 let (lw, lh) = sizes[l];
-                self.pnet_tile(&levels[l].0, lw, lh, x, y)
+                let start = Instant::now();
+                let map = self.pnet_tile(&levels[l].0, lw, lh, x, y)?;
+                let cands = tile_candidates(&map, x, y, cells(lh), scales[l], threshold);
+                Ok((cands, start.elapsed()))
             })
             .collect::<Result<_>>()?;
-        let threshold = self.config.thresholds[0];
         let mut all = Vec::new();
-        for (l, (&scale, &(lw, lh))) in scales.iter().zip(&sizes).enumerate() {
+        for (l, &(lw, lh)) in sizes.iter().enumerate() {
             let start = Instant::now();
-            let (ow, oh) = (cells(lw), cells(lh));
-            // The level's cells, six channels each, gathered from its tiles.
-            let mut map = vec![0f32; ow * oh * 6];
+            // The level's candidates in the order of its cells, column by column.
+            let mut cands: Vec<(usize, Candidate)> = Vec::new();
             let mut pnet = Duration::ZERO;
-            for (&(_, x, y), (tile, took)) in tiles.iter().zip(&maps).filter(|(t, _)| t.0 == l) {
+            for (_, (tile, took)) in tiles.iter().zip(&found).filter(|(t, _)| t.0 == l) {
                 pnet += *took;
-                for i in 0..x.cells {
-                    let from = &tile[i * y.cells * 6..][..y.cells * 6];
-                    map[((x.cell + i) * oh + y.cell) * 6..][..y.cells * 6].copy_from_slice(from);
-                }
+                cands.extend_from_slice(tile);
             }
-            let cands = level_candidates(&map, ow, oh, scale, threshold);
+            cands.sort_unstable_by_key(|&(cell, _)| cell);
+            let cands: Vec<Candidate> = cands.into_iter().map(|(_, c)| c).collect();
             let found = cands.len();
             let kept = nms_candidates(&cands, self.config.nms[0], NmsMethod::Union);
             timings.levels.push(LevelTimings {
@@ -657,17 +658,8 @@ impl Detector {
     }
 
     /// P-Net on one tile (`x` columns by `y` rows) of a `lw` x `lh` level in the networks'
-    /// layout: its cells, six values each (four regressions, two logits), column by column;
-    /// and the time it took.
-    fn pnet_tile(
-        &self,
-        level: &[f32],
-        lw: usize,
-        lh: usize,
-        x: Tile,
-        y: Tile,
-    ) -> Result<(Vec<f32>, Duration)> {
-        let start = Instant::now();
+    /// layout: its cells, six values each (four regressions, two logits), column by column.
+    fn pnet_tile(&self, level: &[f32], lw: usize, lh: usize, x: Tile, y: Tile) -> Result<Vec<f32>> {
         let mut input = Vec::with_capacity(3 * x.len * y.len);
         for c in 0..3 {
             for column in x.start..x.start + x.len {
@@ -680,7 +672,7 @@ impl Detector {
             [heads] if heads.shape == [1, x.cells, y.cells, 6] => {}
             _ => return Err(bad_output("pnet", shape, &out)),
         }
-        Ok((out.remove(0).data, start.elapsed()))
+        Ok(out.remove(0).data)
     }
 
     /// Stage 2: R-Net on 24×24 crops. Returns square (not yet truncated) boxes.
@@ -818,32 +810,42 @@ impl Detector {
     }
 }
 
-/// P-Net's cells of one level (`ow` x `oh`, six values each, column by column) at or above
-/// `threshold`, as candidate boxes mapped back to the image from the level's `scale`.
-fn level_candidates(
+/// The cells of one P-Net tile (`x.cells` × `y.cells`, six values each, column by column) at
+/// or above `threshold`, as candidate boxes mapped back to the image from the level's `scale`,
+/// each with its index in the level's cells (column by column, `oh` a column).
+fn tile_candidates(
     map: &[f32],
-    ow: usize,
+    x: Tile,
+    y: Tile,
     oh: usize,
     scale: f64,
     threshold: f32,
-) -> Vec<Candidate> {
+) -> Vec<(usize, Candidate)> {
+    // A cell whose logits differ by more than this is surely below the threshold: its
+    // probability `1 / (1 + e^d)` is not computed (the margin is far above float error).
+    let skip_above = if threshold > 0.0 && threshold < 1.0 {
+        ((1.0 - f64::from(threshold)) / f64::from(threshold)).ln() as f32 + 1e-3
+    } else {
+        f32::INFINITY
+    };
     let mut cands = Vec::new();
-    for xo in 0..ow {
-        for yo in 0..oh {
+    for (i, column) in map.chunks_exact(y.cells * 6).enumerate() {
+        let xo = x.cell + i;
+        for (j, cell) in column.chunks_exact(6).enumerate() {
             // Six channels per cell: dx1, dy1, dx2, dy2, then the two logits.
-            let cell = &map[(xo * oh + yo) * 6..][..6];
+            if cell[4] - cell[5] > skip_above {
+                continue;
+            }
             let score = face_probability(&cell[4..6]);
             if score >= threshold {
+                let yo = y.cell + j;
                 // Cell (xo, yo) covers pixels 2x .. 2x + 11 of the level; mapped back to the
                 // image in MTCNN's one-based convention.
                 let edge = |v: usize, extra: f64| (((2 * v) as f64 + extra) / scale).trunc() as f32;
                 let bbox =
                     BoundingBox::new(edge(xo, 1.0), edge(yo, 1.0), edge(xo, 12.0), edge(yo, 12.0));
-                cands.push(Candidate {
-                    bbox,
-                    score,
-                    reg: [cell[0], cell[1], cell[2], cell[3]],
-                });
+                let reg = [cell[0], cell[1], cell[2], cell[3]];
+                cands.push((xo * oh + yo, Candidate { bbox, score, reg }));
             }
         }
     }

@@ -198,7 +198,17 @@ fn round_u8(v: f32) -> f32 {
     f32::from((v + 0.5) as u8)
 }
 
+/// Output rows resampled together: the horizontal pass runs on eight rows at once, one per
+/// vector lane, so that it reads and writes whole vectors (the output is column-major).
+const BLOCK: usize = 8;
+
 /// [`resample_into`] with `finish` applied to each resampled value.
+///
+/// Each output row is the taps' weighted sum of source rows (the vertical pass, over the
+/// window's whole width), then each output pixel the weighted sum of that row's columns (the
+/// horizontal pass). Eight output rows go through the vertical pass one by one and are then
+/// interleaved (`block[value · 8 + row]`), so that the horizontal pass adds the same
+/// products in the same order for the eight rows at once.
 #[inline(always)]
 fn resample_planar(
     img: &RgbImage,
@@ -228,65 +238,123 @@ fn resample_planar(
     let cx1 = (iw - window.x0).clamp(cx0 as i64, window.w as i64) as usize;
     let raw = img.as_raw();
     let stride = iw as usize * 3;
-    // Window columns outside the image stay zero in `acc` throughout.
-    let mut acc = vec![0f32; window.w * 3];
+    let values = window.w * 3;
+    // Each lane's rows; window columns outside the image stay zero throughout.
+    let mut acc = vec![0f32; BLOCK * values];
+    let mut block = vec![[0f32; BLOCK]; values.next_multiple_of(BLOCK)];
     let mut rows: Vec<(&[u8], f32)> = Vec::new();
     let mut sums: Vec<u16> = Vec::new();
-    for dy in 0..dh {
-        // Vertical pass: weighted sum of the source rows into `acc`, four rows per sweep.
-        rows.clear();
-        let (ys, wys) = yt.get(dy);
-        for (&sy, &wy) in ys.iter().zip(wys) {
-            let y = window.y0 + sy as i64;
-            if (0..ih).contains(&y) && cx0 < cx1 {
-                let start = y as usize * stride + (window.x0 + cx0 as i64) as usize * 3;
-                rows.push((&raw[start..start + (cx1 - cx0) * 3], wy));
-            }
+    for dy0 in (0..dh).step_by(BLOCK) {
+        let height = BLOCK.min(dh - dy0);
+        for (lane, acc) in acc.chunks_exact_mut(values).take(height).enumerate() {
+            vertical(
+                raw,
+                (stride, ih),
+                window,
+                (cx0, cx1),
+                yt.get(dy0 + lane),
+                (&mut rows, &mut sums),
+                acc,
+            );
         }
-        let inside = &mut acc[cx0 * 3..cx1 * 3];
-        if rows.is_empty() {
-            inside.fill(0.0);
-        }
-        // A run of rows with one weight (the rows an area cell covers whole) is summed
-        // exactly in integers first, then weighted once: a large photo's small levels read
-        // hundreds of rows per output row.
-        let run = equal_weight_run(&rows);
-        if run.len() >= 3 {
-            let (first, last) = (&rows[..run.start], &rows[run.end..]);
-            let run = &rows[run];
-            let w = run[0].1;
-            let mut overwrite = true;
-            for group in first.chunks(4).chain(last.chunks(4)) {
-                accumulate_rows(inside, group, overwrite);
-                overwrite = false;
-            }
-            for chunk in run.chunks(U16_ROWS) {
-                sum_rows_u16(&mut sums, chunk, inside.len());
-                for (d, &s) in inside.iter_mut().zip(&sums) {
-                    let v = w * f32::from(s);
-                    *d = if overwrite { v } else { *d + v };
-                }
-                overwrite = false;
-            }
-        } else {
-            for (i, group) in rows.chunks(4).enumerate() {
-                accumulate_rows(inside, group, i == 0);
-            }
-        }
-        // Horizontal pass.
+        interleave(&acc, values, &mut block);
+        // Horizontal pass, eight rows at a time.
         for dx in 0..dw {
             let (cols, wxs) = xt.get(dx);
-            let mut px = [0f32; 3];
+            let (mut r, mut g, mut b) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
             for (&sx, &wx) in cols.iter().zip(wxs) {
-                let a = &acc[sx * 3..sx * 3 + 3];
-                px[0] += wx * a[0];
-                px[1] += wx * a[1];
-                px[2] += wx * a[2];
+                let [vr, vg, vb] = &block[sx * 3..][..3] else {
+                    unreachable!("three values")
+                };
+                for l in 0..BLOCK {
+                    r[l] += wx * vr[l];
+                    g[l] += wx * vg[l];
+                    b[l] += wx * vb[l];
+                }
             }
-            let o = dx * dh + dy;
-            for c in 0..3 {
-                out[c * dw * dh + o] = finish(px[c]);
+            for (c, px) in [r, g, b].iter().enumerate() {
+                let dst = &mut out[c * dw * dh + dx * dh + dy0..][..height];
+                for (d, &p) in dst.iter_mut().zip(px) {
+                    *d = finish(p);
+                }
             }
+        }
+    }
+}
+
+/// `block[i][lane] = acc[lane · values + i]`: eight rows of `values` interleaved, eight by
+/// eight.
+#[inline(always)]
+fn interleave(acc: &[f32], values: usize, block: &mut [[f32; BLOCK]]) {
+    let rows: [&[f32]; BLOCK] = std::array::from_fn(|l| &acc[l * values..][..values]);
+    let whole = values - values % BLOCK;
+    for (i0, out) in (0..whole).step_by(BLOCK).zip(block.chunks_exact_mut(BLOCK)) {
+        let mut square = [[0f32; BLOCK]; BLOCK];
+        for (s, row) in square.iter_mut().zip(rows) {
+            s.copy_from_slice(&row[i0..i0 + BLOCK]);
+        }
+        for (j, out) in out.iter_mut().enumerate() {
+            for (l, s) in square.iter().enumerate() {
+                out[l] = s[j];
+            }
+        }
+    }
+    for i in whole..values {
+        for (l, row) in rows.iter().enumerate() {
+            block[i][l] = row[i];
+        }
+    }
+}
+
+/// The vertical pass for one output row: `acc`'s columns inside the image (`cx0 .. cx1` of
+/// the window) become the taps' (`ys`, `wys`) weighted sum of the window's source rows;
+/// columns outside stay as they are (zero). `rows` and `sums` are scratch.
+#[inline(always)]
+fn vertical<'a>(
+    raw: &'a [u8],
+    (stride, ih): (usize, i64),
+    window: Window,
+    (cx0, cx1): (usize, usize),
+    (ys, wys): (&[usize], &[f32]),
+    (rows, sums): (&mut Vec<(&'a [u8], f32)>, &mut Vec<u16>),
+    acc: &mut [f32],
+) {
+    rows.clear();
+    for (&sy, &wy) in ys.iter().zip(wys) {
+        let y = window.y0 + sy as i64;
+        if (0..ih).contains(&y) && cx0 < cx1 {
+            let start = y as usize * stride + (window.x0 + cx0 as i64) as usize * 3;
+            rows.push((&raw[start..start + (cx1 - cx0) * 3], wy));
+        }
+    }
+    let inside = &mut acc[cx0 * 3..cx1 * 3];
+    if rows.is_empty() {
+        inside.fill(0.0);
+    }
+    // A run of rows with one weight (the rows an area cell covers whole) is summed
+    // exactly in integers first, then weighted once: a large photo's small levels read
+    // hundreds of rows per output row.
+    let run = equal_weight_run(rows);
+    if run.len() >= 3 {
+        let (first, last) = (&rows[..run.start], &rows[run.end..]);
+        let run = &rows[run];
+        let w = run[0].1;
+        let mut overwrite = true;
+        for group in first.chunks(4).chain(last.chunks(4)) {
+            accumulate_rows(inside, group, overwrite);
+            overwrite = false;
+        }
+        for chunk in run.chunks(U16_ROWS) {
+            sum_rows_u16(sums, chunk, inside.len());
+            for (d, &s) in inside.iter_mut().zip(sums.iter()) {
+                let v = w * f32::from(s);
+                *d = if overwrite { v } else { *d + v };
+            }
+            overwrite = false;
+        }
+    } else {
+        for (i, group) in rows.chunks(4).enumerate() {
+            accumulate_rows(inside, group, i == 0);
         }
     }
 }

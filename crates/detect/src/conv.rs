@@ -31,8 +31,9 @@
 //! Winograd transforms before it multiplies, so their outputs differ from these by float
 //! rounding (the tests bound it; boxes on the fixture photos moved by at most 0.00012 px).
 //!
-//! Only the loads and stores of whole `[f32; 8]` arrays and the call into the kernels (after
-//! the CPU was checked) are `unsafe`.
+//! Only the loads and stores of whole `[f32; 8]` arrays, the kernels' innermost reads of
+//! their inputs (whose bounds follow from a slice or one check outside the loop; each says
+//! why) and the call into the kernels (after the CPU was checked) are `unsafe`.
 
 use std::sync::Arc;
 
@@ -246,11 +247,12 @@ impl Layout {
     /// Winograd's F(2x2, 3x3) does 2.25 times fewer multiply-adds than the others, plus two
     /// transforms per input and output channel and some work on tiles that are not there
     /// (rows of tiles are rounded up to 8 and 16). It is the fastest on 3x3 kernels with at
-    /// least 8 input channels and at least 2 M multiply-adds (direct), unless the map's odd
+    /// least 16 input channels and at least 2 M multiply-adds (direct), unless the map's odd
     /// height or width makes it compute more than 15 % of outputs that are not there (R-Net's
-    /// 9x9 second convolution: 10x10). Below 2 M (P-Net's levels of 66x49 and smaller, whose
-    /// second convolution has 10 input channels) it was as slow as the direct layouts or
-    /// slower, in the detector and alone.
+    /// 9x9 second convolution: 10x10). Below 2 M (P-Net's small levels) it was as slow as the
+    /// direct layouts or slower, in the detector and alone. With 10 input channels (P-Net's
+    /// second convolution) it won until the rows kernel read its inputs without bounds
+    /// checks; since then rows are faster there (181 against 211 µs on a 128x192 tile).
     ///
     /// Otherwise rows blocks cover 16 pixels, so on a short row the last one mostly repeats
     /// the one before (21 pixels cost 32); the pixels layout wastes nothing along rows but
@@ -260,7 +262,7 @@ impl Layout {
         let computed = height.next_multiple_of(2) * width.next_multiple_of(2);
         let macs = height * width * shape.taps() * shape.outputs;
         if winograd::fits(shape)
-            && shape.inputs >= 8
+            && shape.inputs >= 16
             && macs >= 1 << 21
             && computed * 100 <= height * width * 115
         {
@@ -559,9 +561,17 @@ mod avx2 {
                             false => (line + 1, ky + 1),
                         };
                         for (kx, w) in tap_row.iter().enumerate() {
-                            let x: [__m256; V] = std::array::from_fn(|v| {
-                                load(eight(row, kx.wrapping_add(v * LANES)))
-                            });
+                            let mut x = [_mm256_setzero_ps(); V];
+                            for (v, x) in x.iter_mut().enumerate() {
+                                // Unchecked: a bounds check here cost a sixth of the time.
+                                // SAFETY: `kx < kw` (`tap_row` has `kw` taps) and `v < V`, so
+                                // the eight values from `kx + 8v` end by `kw - 1 + span`,
+                                // `row`'s length.
+                                #[allow(unsafe_code)]
+                                unsafe {
+                                    *x = _mm256_loadu_ps(row.as_ptr().add(kx + v * LANES));
+                                }
+                            }
                             for (acc, &w) in acc.iter_mut().zip(w) {
                                 let w = _mm256_set1_ps(w);
                                 for (acc, &x) in acc.iter_mut().zip(&x) {
@@ -633,6 +643,13 @@ mod avx2 {
             (p / wo) * plane.w + p % wo
         });
         let channel_len = plane.h * plane.w;
+        // Every input read below is at `origin + offset`, at most the last pixel's origin (the
+        // origins grow with the pixel) plus the kernel's last tap.
+        let last = origin[N - 1] + (kh - 1) * plane.w + kw - 1;
+        assert!(
+            last < channel_len,
+            "a {kh}x{kw} kernel at {last} of {channel_len}"
+        );
         // Tap rows in the order (input channel, kernel row), counted without a division.
         let (mut channel_start, mut ky) = (0, 0);
         for tap_row in block.chunks_exact(kw) {
@@ -646,10 +663,13 @@ mod avx2 {
                 let (w0, w1) = (load(&w[0]), load(&w[1]));
                 let offset = row_offset + kx;
                 for (acc, &origin) in acc.iter_mut().zip(&origin) {
-                    // Wrapping: the index is bounds-checked right here anyway, and an
-                    // overflow check in this innermost loop costs about a quarter of
-                    // the time (measured).
-                    let x = _mm256_broadcast_ss(&channel[origin.wrapping_add(offset)]);
+                    // Unchecked, and wrapping: in this innermost loop a bounds check cost a
+                    // fifth of the time and an overflow check a quarter (measured).
+                    // SAFETY: `origin + offset <= last < channel.len()` (asserted above), so
+                    // the sum neither wraps nor leaves `channel`.
+                    #[allow(unsafe_code)]
+                    let x = unsafe { channel.get_unchecked(origin.wrapping_add(offset)) };
+                    let x = _mm256_broadcast_ss(x);
                     acc[0] = _mm256_fmadd_ps(x, w0, acc[0]);
                     acc[1] = _mm256_fmadd_ps(x, w1, acc[1]);
                 }

@@ -265,6 +265,12 @@ pub(super) mod avx2 {
     ) {
         let blocks = outputs / BLOCK;
         let stride = chunk.stride;
+        // Every row read below is `stride` long and read from `n + COLUMNS <= columns`.
+        assert!(
+            chunk.columns() <= stride,
+            "{} columns in rows of {stride}",
+            chunk.columns()
+        );
         for pos in 0..POSITIONS {
             let vp = &v[pos * inputs * stride..][..inputs * stride];
             for b in 0..blocks {
@@ -272,7 +278,15 @@ pub(super) mod avx2 {
                 for n in (0..chunk.columns()).step_by(COLUMNS) {
                     let mut acc = [[_mm256_setzero_ps(); 2]; BLOCK];
                     for (row, w) in vp.chunks_exact(stride).zip(u) {
-                        let x = [load(eight(row, n)), load(eight(row, n + LANES))];
+                        // SAFETY: `n + COLUMNS <= columns <= stride = row.len()` (asserted
+                        // above): both reads are inside `row`.
+                        #[allow(unsafe_code)]
+                        let x = unsafe {
+                            [
+                                _mm256_loadu_ps(row.as_ptr().add(n)),
+                                _mm256_loadu_ps(row.as_ptr().add(n + LANES)),
+                            ]
+                        };
                         for (acc, &w) in acc.iter_mut().zip(w) {
                             let w = _mm256_set1_ps(w);
                             acc[0] = _mm256_fmadd_ps(w, x[0], acc[0]);

@@ -1057,6 +1057,55 @@ mod tests {
     }
 
     #[test]
+    fn tile_candidates_are_the_cells_at_or_above_the_threshold() {
+        let (x, y) = (
+            Tile {
+                start: 0,
+                len: 0,
+                cell: 2,
+                cells: 4,
+            },
+            Tile {
+                start: 0,
+                len: 0,
+                cell: 5,
+                cells: 250,
+            },
+        );
+        let oh = 300;
+        for threshold in [0.6f32, 0.05, 0.95] {
+            // Logit gaps spread across the threshold's, finer near it.
+            let gap = ((1.0 - f64::from(threshold)) / f64::from(threshold)).ln() as f32;
+            let mut map = Vec::new();
+            for k in 0..x.cells * y.cells {
+                let d = gap + (k as f32 - 500.0) * 1e-6 * (1.0 + (k % 7) as f32 * 100.0);
+                map.extend_from_slice(&[0.1, 0.2, 0.3, 0.4, d + 1.0, 1.0]);
+            }
+            let got = tile_candidates(&map, x, y, oh, 0.5, threshold);
+            let want: Vec<usize> = (0..x.cells * y.cells)
+                .filter(|&k| face_probability(&map[k * 6 + 4..k * 6 + 6]) >= threshold)
+                .map(|k| (x.cell + k / y.cells) * oh + y.cell + k % y.cells)
+                .collect();
+            let cells: Vec<usize> = got.iter().map(|&(cell, _)| cell).collect();
+            assert_eq!(cells, want, "threshold {threshold}");
+            assert!(!want.is_empty() && want.len() < x.cells * y.cells);
+            let (cell, first) = got[0];
+            let (xo, yo) = (cell / oh, cell % oh);
+            // Cell (xo, yo) covers level pixels 2x .. 2x + 11, here at scale 0.5.
+            assert_eq!(
+                first.bbox,
+                BoundingBox::new(
+                    (4 * xo + 2) as f32,
+                    (4 * yo + 2) as f32,
+                    (4 * xo + 24) as f32,
+                    (4 * yo + 24) as f32
+                )
+            );
+            assert_eq!(first.reg, [0.1, 0.2, 0.3, 0.4]);
+        }
+    }
+
+    #[test]
     fn crop_windows_follow_reference_offsets() {
         let img = RgbImage::new(100, 80);
         let boxes = [

@@ -168,38 +168,16 @@ struct Sorted {
     area: Vec<f32>,
 }
 
-/// Marks in `suppressed` every box after `pos` whose overlap with box `pos` is above
-/// `threshold` (or NaN).
-fn suppress(
-    sorted: &Sorted,
-    pos: usize,
-    threshold: f32,
-    method: NmsMethod,
-    suppressed: &mut [bool],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: this CPU has AVX2 (checked just above).
-        #[allow(unsafe_code)]
-        unsafe {
-            suppress_avx2(sorted, pos, threshold, method, suppressed);
-        }
-        return;
-    }
-    suppress_with(sorted, pos, threshold, method, suppressed);
-}
-
-/// [`suppress`] compiled for AVX2: the same operations in the same order, eight lanes.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn suppress_avx2(
-    sorted: &Sorted,
-    pos: usize,
-    threshold: f32,
-    method: NmsMethod,
-    suppressed: &mut [bool],
-) {
-    suppress_with(sorted, pos, threshold, method, suppressed);
+avx2_or_baseline! {
+    /// Marks in `suppressed` every box after `pos` whose overlap with box `pos` is above
+    /// `threshold` (or NaN).
+    fn suppress / suppress_avx2(
+        sorted: &Sorted,
+        pos: usize,
+        threshold: f32,
+        method: NmsMethod,
+        suppressed: &mut [bool],
+    ) = suppress_with
 }
 
 /// [`suppress`] as compiled for the target's baseline.

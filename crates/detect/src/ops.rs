@@ -278,38 +278,16 @@ impl EvalOp for PlaneMaxPool {
     }
 }
 
-/// Pools every `h` × `w` plane of `planes` into `out`, one output row at a time: the
-/// maximum of the window's rows first (whole rows), then of each window's columns.
-fn pool_planes(
-    planes: &[f32],
-    out: &mut [f32],
-    (h, w): (usize, usize),
-    rows: PoolAxis,
-    columns: PoolAxis,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: this CPU has AVX2 (checked just above).
-        #[allow(unsafe_code)]
-        unsafe {
-            pool_planes_avx2(planes, out, (h, w), rows, columns);
-        }
-        return;
-    }
-    pool_planes_with(planes, out, (h, w), rows, columns);
-}
-
-/// [`pool_planes`] compiled for AVX2: the same comparisons in the same order, eight lanes.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn pool_planes_avx2(
-    planes: &[f32],
-    out: &mut [f32],
-    (h, w): (usize, usize),
-    rows: PoolAxis,
-    columns: PoolAxis,
-) {
-    pool_planes_with(planes, out, (h, w), rows, columns);
+avx2_or_baseline! {
+    /// Pools every `h` × `w` plane (`dims`) of `planes` into `out`, one output row at a time:
+    /// the maximum of the window's rows first (whole rows), then of each window's columns.
+    fn pool_planes / pool_planes_avx2(
+        planes: &[f32],
+        out: &mut [f32],
+        dims: (usize, usize),
+        rows: PoolAxis,
+        columns: PoolAxis,
+    ) = pool_planes_with
 }
 
 /// [`pool_planes`] as compiled for the target's baseline.

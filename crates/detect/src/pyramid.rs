@@ -132,44 +132,20 @@ pub(crate) struct Window {
     pub h: usize,
 }
 
-/// Resamples `window` of `img` to `dw × dh` and writes it normalised into `out` in the
-/// networks' planar, transposed layout: `out[(c * dw + x) * dh + y]`.
-///
-/// `round` rounds each resampled value to an integer first, as OpenCV does when it
-/// resizes a `u8` image (the pyramid); crops are resized in floating point (no rounding).
-pub(crate) fn resample_into(
-    img: &RgbImage,
-    window: Window,
-    dw: usize,
-    dh: usize,
-    round: bool,
-    out: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: this CPU has AVX2 (checked just above).
-        #[allow(unsafe_code)]
-        unsafe {
-            resample_avx2(img, window, dw, dh, round, out);
-        }
-        return;
-    }
-    resample_with(img, window, dw, dh, round, out);
-}
-
-/// [`resample_into`] compiled for AVX2: the same operations in the same order (no FMA), so
-/// the same bits, twice as many lanes.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn resample_avx2(
-    img: &RgbImage,
-    window: Window,
-    dw: usize,
-    dh: usize,
-    round: bool,
-    out: &mut [f32],
-) {
-    resample_with(img, window, dw, dh, round, out);
+avx2_or_baseline! {
+    /// Resamples `window` of `img` to `dw × dh` and writes it normalised into `out` in the
+    /// networks' planar, transposed layout: `out[(c * dw + x) * dh + y]`.
+    ///
+    /// `round` rounds each resampled value to an integer first, as OpenCV does when it
+    /// resizes a `u8` image (the pyramid); crops are resized in floating point (no rounding).
+    pub(crate) fn resample_into / resample_avx2(
+        img: &RgbImage,
+        window: Window,
+        dw: usize,
+        dh: usize,
+        round: bool,
+        out: &mut [f32],
+    ) = resample_with
 }
 
 /// [`resample_into`] as compiled for any x86-64 CPU (or the target's baseline).

@@ -45,7 +45,7 @@ pub(crate) fn level_size(width: u32, height: u32, scale: f64) -> (usize, usize) 
 
 /// Sparse per-axis resampling weights: output index `d` reads `idx[offs[d]..offs[d+1]]`
 /// with weights `w[..]` (same range).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Taps {
     offs: Vec<usize>,
     idx: Vec<usize>,
@@ -67,12 +67,27 @@ impl Taps {
         (&self.idx[r.clone()], &self.w[r])
     }
 
+    /// Room for `dst` outputs of at most `taps` taps each.
+    #[inline(always)]
+    fn with_capacity(dst: usize, taps: usize) -> Self {
+        let mut offs = Vec::with_capacity(dst + 1);
+        offs.push(0);
+        Taps {
+            offs,
+            idx: Vec::with_capacity(dst * taps),
+            w: Vec::with_capacity(dst * taps),
+        }
+    }
+
     /// OpenCV's area table (`computeResizeAreaTab`) for shrinking `src` to `dst <= src`.
+    ///
+    /// Inlined (like [`Self::linear_area`]) so that the AVX2 build of [`resample_into`] rounds
+    /// with its own instructions instead of calling `floor` and `ceil`: a crop's tables took
+    /// a sixth of its resampling.
+    #[inline(always)]
     fn area(src: usize, dst: usize) -> Self {
-        let mut t = Taps {
-            offs: vec![0],
-            ..Default::default()
-        };
+        // An output covers `src / dst` sources, plus one partly at each end.
+        let mut t = Taps::with_capacity(dst, src.div_ceil(dst.max(1)) + 2);
         let scale = 1.0 / (dst as f64 / src as f64);
         let last = src as i64 - 1;
         for d in 0..dst {
@@ -99,11 +114,9 @@ impl Taps {
     }
 
     /// OpenCV's `INTER_AREA` coefficients on the bilinear path, used when an axis grows.
+    #[inline(always)]
     fn linear_area(src: usize, dst: usize) -> Self {
-        let mut t = Taps {
-            offs: vec![0],
-            ..Default::default()
-        };
+        let mut t = Taps::with_capacity(dst, 2);
         let inv_scale = dst as f64 / src as f64;
         let scale = 1.0 / inv_scale;
         for d in 0..dst {
@@ -218,7 +231,8 @@ fn resample_planar(
     // Each lane's rows; window columns outside the image stay zero throughout.
     let mut acc = vec![0f32; BLOCK * values];
     let mut block = vec![[0f32; BLOCK]; values.next_multiple_of(BLOCK)];
-    let mut rows: Vec<(&[u8], f32)> = Vec::new();
+    let most = yt.offs.windows(2).map(|o| o[1] - o[0]).max().unwrap_or(0);
+    let mut rows: Vec<(&[u8], f32)> = Vec::with_capacity(most);
     let mut sums: Vec<u16> = Vec::new();
     for dy0 in (0..dh).step_by(BLOCK) {
         let height = BLOCK.min(dh - dy0);
@@ -358,9 +372,18 @@ fn sum_rows_u16(sums: &mut Vec<u16>, rows: &[(&[u8], f32)], n: usize) {
     assert!(rows.len() <= U16_ROWS);
     sums.clear();
     sums.resize(n, 0);
-    for (row, _) in rows {
+    // Four rows a sweep, so that `sums` is read and written once for four rows.
+    let mut quads = rows.chunks_exact(4);
+    for quad in &mut quads {
+        let [a, b, c, d] = [0, 1, 2, 3].map(|k| &quad[k].0[..n]);
+        for ((((s, &a), &b), &c), &d) in sums.iter_mut().zip(a).zip(b).zip(c).zip(d) {
+            // The sum never exceeds 65535 (see `U16_ROWS`); wrapping adds vectorise.
+            let four = u16::from(a) + u16::from(b) + u16::from(c) + u16::from(d);
+            *s = s.wrapping_add(four);
+        }
+    }
+    for (row, _) in quads.remainder() {
         for (s, &v) in sums.iter_mut().zip(&row[..n]) {
-            // The sum never exceeds 65535 (see `U16_ROWS`); a wrapping add vectorises.
             *s = s.wrapping_add(u16::from(v));
         }
     }
